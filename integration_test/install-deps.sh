@@ -1,0 +1,65 @@
+#!/bin/bash
+# Installs the Debian 12 packages that the real-backend integration tests
+# drive: PHP-FPM with phpredis, redis-server, and a Perl FastCGI stack with
+# CGI::Session. Idempotent: it does nothing (not even `apt-get update`) when
+# everything is already installed. Run as root.
+#
+# The tests start their own redis-server, php-fpm and Perl processes on unix
+# sockets in a temp dir, so the packages' system services must not be
+# started: while installing, a policy-rc.d that answers 101 ("action
+# forbidden") keeps invoke-rc.d and deb-systemd-invoke from starting them.
+set -euo pipefail
+
+packages=(
+	php-fpm
+	php-cli
+	php-redis
+	redis-server
+	libcgi-pm-perl
+	libcgi-fast-perl
+	libcgi-session-perl
+	libfcgi-perl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	# php-fpm, php-cli and php-redis are virtual-ish dependency packages in
+	# Debian (they pull in php8.2-*); asking dpkg about the name we install
+	# keeps the check honest across PHP versions.
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+		missing+=("$p")
+	fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+	echo "install-deps: all integration test packages are installed"
+	exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: missing packages: ${missing[*]}; run this script as root" >&2
+	exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+
+policy=/usr/sbin/policy-rc.d
+backup=
+if [ -e "$policy" ]; then
+	backup=$(mktemp)
+	cp -p "$policy" "$backup"
+fi
+restore_policy() {
+	if [ -n "$backup" ]; then
+		mv -f "$backup" "$policy"
+	else
+		rm -f "$policy"
+	fi
+}
+trap restore_policy EXIT
+printf '#!/bin/sh\n# Written by integration_test/install-deps.sh while it installs.\nexit 101\n' >"$policy"
+chmod 755 "$policy"
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
