@@ -288,13 +288,13 @@ type checker struct {
 	t          *testing.T
 	maxReaders int
 
-	mu        sync.Mutex
-	failures  int
-	writers   int
-	readers   int
-	modes     []Mode
-	granted   []bool
-	leaving []bool
+	mu       sync.Mutex
+	failures int
+	writers  int
+	readers  int
+	modes    []Mode
+	granted  []bool
+	leaving  []bool
 }
 
 func (c *checker) arrive(mode Mode) int {
