@@ -1,0 +1,203 @@
+package caddymodule
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("session_queue", parseCaddyfile)
+	// After forward_auth: a site-level session_queue then wraps handle,
+	// route, php_fastcgi and reverse_proxy, and runs after authentication
+	// has turned away the requests that would only have waited in vain.
+	httpcaddyfile.RegisterDirectiveOrder("session_queue", httpcaddyfile.After, "forward_auth")
+}
+
+// parseCaddyfile sets up the handler from Caddyfile tokens. It is given the
+// helper so that read_only can refer to the site's @named matchers.
+func parseCaddyfile(helper httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	h := new(Handler)
+	err := h.unmarshal(helper.Dispenser, helper.MatcherToken)
+	return h, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	session_queue [<matcher>] {
+//		cookies     <name...>
+//		query       <param...>
+//		header      <field...>
+//		read_only   <matcher>
+//		max_readers <n>
+//		max_waiting <n>
+//		max_wait    <duration>
+//		retry_after <duration>
+//		max_hold    <duration>
+//		zone        <name>
+//	}
+//
+// read_only takes a @named matcher, a path, matchers written inline
+// (`read_only method GET HEAD`), a block of matchers, or a CEL expression
+// in backticks; it may be repeated, and a request matching any of them is a
+// reader. Named matchers are only available through the directive.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return h.unmarshal(d, nil)
+}
+
+// matcherToken reads a matcher token (@name, /path or *) and returns its
+// matcher set; httpcaddyfile.Helper.MatcherToken is one.
+type matcherToken func() (caddy.ModuleMap, bool, error)
+
+func (h *Handler) unmarshal(d *caddyfile.Dispenser, namedMatcher matcherToken) error {
+	d.Next() // the directive's name
+	if d.NextArg() {
+		return d.Errf("session_queue: unexpected argument %q; settings go in a block", d.Val())
+	}
+	seen := make(map[string]bool)
+	for d.NextBlock(0) {
+		option := d.Val()
+		if seen[option] && option != "read_only" {
+			return d.Errf("session_queue: %s: specified more than once", option)
+		}
+		seen[option] = true
+		switch option {
+		case "cookies", "query", "header":
+			names := d.RemainingArgs()
+			if len(names) == 0 {
+				return d.Errf("session_queue: %s: needs at least one name", option)
+			}
+			switch option {
+			case "cookies":
+				h.Cookies = names
+			case "query":
+				h.Query = names
+			case "header":
+				h.Header = names
+			}
+
+		case "read_only":
+			set, err := parseReadOnly(d, namedMatcher)
+			if err != nil {
+				return err
+			}
+			h.ReadOnlyRaw = append(h.ReadOnlyRaw, set)
+
+		case "max_readers", "max_waiting":
+			n, err := intArg(d, option)
+			if err != nil {
+				return err
+			}
+			if option == "max_readers" {
+				if n < 1 {
+					return d.Errf("session_queue: max_readers: must be at least 1, got %d", n)
+				}
+				h.MaxReaders = n
+			} else {
+				if n < 1 {
+					return d.Errf("session_queue: max_waiting: must be at least 1, got %d", n)
+				}
+				h.MaxWaiting = n
+			}
+
+		case "max_wait", "retry_after", "max_hold":
+			dur, err := durationArg(d, option)
+			if err != nil {
+				return err
+			}
+			switch option {
+			case "max_wait":
+				h.MaxWait = dur
+			case "retry_after":
+				h.RetryAfter = dur
+			case "max_hold":
+				h.MaxHold = dur
+			}
+
+		case "zone":
+			if !d.NextArg() {
+				return d.Errf("session_queue: zone: needs a name")
+			}
+			h.Zone = d.Val()
+			if d.NextArg() {
+				return d.Errf("session_queue: zone: takes one name, got also %q", d.Val())
+			}
+
+		default:
+			return d.Errf("session_queue: unrecognized option %q", option)
+		}
+	}
+	return nil
+}
+
+// parseReadOnly reads the matcher set after read_only.
+func parseReadOnly(d *caddyfile.Dispenser, namedMatcher matcherToken) (caddy.ModuleMap, error) {
+	if d.NextArg() {
+		token := d.Val()
+		d.Prev()
+		if strings.HasPrefix(token, "@") || strings.HasPrefix(token, "/") {
+			return parseMatcherToken(d, token, namedMatcher)
+		}
+	}
+	set, err := caddyhttp.ParseCaddyfileNestedMatcherSet(d)
+	if err != nil {
+		return nil, d.Errf("session_queue: read_only: %v", err)
+	}
+	if len(set) == 0 {
+		return nil, d.Errf("session_queue: read_only: needs a matcher")
+	}
+	return set, nil
+}
+
+// parseMatcherToken reads a @named matcher or a path after read_only.
+func parseMatcherToken(d *caddyfile.Dispenser, token string, namedMatcher matcherToken) (caddy.ModuleMap, error) {
+	if namedMatcher == nil {
+		return nil, d.Errf("session_queue: read_only: matcher %q can only be used in a Caddyfile site", token)
+	}
+	set, _, err := namedMatcher()
+	if err != nil {
+		return nil, d.Errf("session_queue: read_only: %v", err)
+	}
+	if d.NextArg() {
+		return nil, d.Errf("session_queue: read_only: unexpected %q after matcher %q", d.Val(), token)
+	}
+	return set, nil
+}
+
+func intArg(d *caddyfile.Dispenser, option string) (int, error) {
+	if !d.NextArg() {
+		return 0, d.Errf("session_queue: %s: needs a number", option)
+	}
+	n, err := strconv.Atoi(d.Val())
+	if err != nil {
+		return 0, d.Errf("session_queue: %s: invalid number %q", option, d.Val())
+	}
+	if d.NextArg() {
+		return 0, d.Errf("session_queue: %s: takes one number, got also %q", option, d.Val())
+	}
+	return n, nil
+}
+
+func durationArg(d *caddyfile.Dispenser, option string) (caddy.Duration, error) {
+	if !d.NextArg() {
+		return 0, d.Errf("session_queue: %s: needs a duration", option)
+	}
+	dur, err := caddy.ParseDuration(d.Val())
+	if err != nil {
+		return 0, d.Errf("session_queue: %s: invalid duration %q: %v", option, d.Val(), err)
+	}
+	if dur < 0 {
+		return 0, d.Errf("session_queue: %s: must not be negative, got %s", option, d.Val())
+	}
+	if d.NextArg() {
+		return 0, d.Errf("session_queue: %s: takes one duration, got also %q", option, d.Val())
+	}
+	return caddy.Duration(dur), nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

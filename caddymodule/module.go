@@ -1,0 +1,389 @@
+// Package caddymodule is the Caddy side of caddy-session-queue: the
+// http.handlers.session_queue handler and its session_queue directive.
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/sessionqueue/caddy-session-queue/idgen"
+	"github.com/sessionqueue/caddy-session-queue/queue"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Defaults applied in Provision to fields left at their zero value.
+var (
+	DefaultCookies    = []string{"PHPSESSID", "CGISESSID", "ci_session"}
+	DefaultMaxReaders = 4
+	DefaultMaxWaiting = 32
+	DefaultMaxWait    = 30 * time.Second
+	DefaultRetryAfter = time.Second
+	DefaultZone       = "default"
+)
+
+// Handler serializes the requests of one user session: requests that carry
+// the same session ID wait for each other in the proxy, in arrival order, so
+// that at most one of them (a writer), or up to max_readers of those marked
+// read-only, reach the backend at once. Waiting costs a goroutine here
+// instead of a PHP-FPM worker or a lost session update there.
+//
+// A request's session ID is read from the first configured cookie it
+// carries (when a cookie name appears more than once, the first value wins,
+// as in PHP), then from the query parameters and headers, if configured. A
+// request without a session ID, or whose ID is malformed or longer than 256
+// bytes, is passed on without queueing.
+//
+// A request holds its session's turn until the rest of the route has
+// finished with it, that is until the upstream exchange has ended. When the
+// client disconnects meanwhile, the upstream request is kept running, so the
+// backend never works on two requests of one session at once.
+//
+// Refusals are returned as errors, so they can be restyled with
+// `handle_errors`: 429 when max_waiting requests already wait on the
+// session, 503 when a request has waited max_wait; both carry Retry-After. A
+// client that leaves while waiting is dropped from the queue and logged with
+// status 499.
+//
+// Placeholders, for access logs (`log_append`) and error routes:
+//
+//	{http.session_queue.mode}     reader, writer or bypass
+//	{http.session_queue.result}   immediate, queued, rejected_full, rejected_timeout or canceled
+//	{http.session_queue.wait_ms}  time spent waiting for the turn, in milliseconds
+//	{http.session_queue.session}  keyed short hash of the session ID (never the ID)
+type Handler struct {
+	// Cookies are the names of the cookies that carry the session ID, tried
+	// in this order. Default: ["PHPSESSID", "CGISESSID", "ci_session"].
+	Cookies []string `json:"cookies,omitempty"`
+
+	// Query lists query parameters to take the session ID from when no
+	// cookie carries one (for apps with session.use_only_cookies off).
+	// Default: none.
+	Query []string `json:"query,omitempty"`
+
+	// Header lists request header fields to take the session ID from when
+	// neither a cookie nor a query parameter carries one. Default: none.
+	Header []string `json:"header,omitempty"`
+
+	// ReadOnlyRaw are matcher sets; a request matching any of them is a
+	// reader, which may share its session's turn with other readers. All
+	// other requests are writers, which run alone. Default: none, every
+	// request is a writer.
+	ReadOnlyRaw caddyhttp.RawMatcherSets `json:"read_only,omitempty" caddy:"namespace=http.matchers"`
+
+	// MaxReaders is how many readers of one session may run together.
+	// Default: 4.
+	MaxReaders int `json:"max_readers,omitempty"`
+
+	// MaxWaiting is how many requests may wait for one session's turn; one
+	// more is refused with 429. Default: 32.
+	MaxWaiting int `json:"max_waiting,omitempty"`
+
+	// MaxWait is how long a request may wait for its turn before it is
+	// refused with 503. Default: 30s.
+	MaxWait caddy.Duration `json:"max_wait,omitempty"`
+
+	// RetryAfter is sent, in whole seconds rounded up, in the Retry-After
+	// header of 429 and 503 replies. Default: 1s.
+	RetryAfter caddy.Duration `json:"retry_after,omitempty"`
+
+	// MaxHold, when set, gives up a turn held longer than this (long-polls,
+	// stuck backends): the next request of the session is admitted while the
+	// long one goes on, and an upstream request kept running for a client
+	// that has left is canceled. Default: 0, a turn is held until the
+	// request ends.
+	MaxHold caddy.Duration `json:"max_hold,omitempty"`
+
+	// Zone names the table of queues this handler uses. Handlers with the
+	// same zone share their sessions' queues (use one zone for every site
+	// that fronts the same session store); the queues live on across config
+	// reloads. When handlers of one zone set different limits, the last one
+	// loaded wins. Default: "default".
+	Zone string `json:"zone,omitempty"`
+
+	source   idgen.Source
+	readOnly caddyhttp.MatcherSets
+	zone     *zone
+	logger   *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.session_queue",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision applies defaults, loads the read_only matchers and joins the
+// handler's zone.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if len(h.Cookies) == 0 {
+		h.Cookies = DefaultCookies
+	}
+	if h.MaxReaders == 0 {
+		h.MaxReaders = DefaultMaxReaders
+	}
+	if h.MaxWaiting == 0 {
+		h.MaxWaiting = DefaultMaxWaiting
+	}
+	if h.MaxWait == 0 {
+		h.MaxWait = caddy.Duration(DefaultMaxWait)
+	}
+	if h.RetryAfter == 0 {
+		h.RetryAfter = caddy.Duration(DefaultRetryAfter)
+	}
+	if h.Zone == "" {
+		h.Zone = DefaultZone
+	}
+	if err := h.validate(); err != nil {
+		return err
+	}
+	h.source = idgen.Source{Cookies: h.Cookies, Query: h.Query, Headers: h.Header}
+
+	if h.ReadOnlyRaw != nil {
+		matchers, err := ctx.LoadModule(h, "ReadOnlyRaw")
+		if err != nil {
+			return fmt.Errorf("session_queue: read_only: loading matchers: %v", err)
+		}
+		if err := h.readOnly.FromInterface(matchers); err != nil {
+			return fmt.Errorf("session_queue: read_only: %v", err)
+		}
+	}
+
+	h.zone = acquireZone(h.Zone, queue.Limits{MaxReaders: h.MaxReaders, MaxWaiting: h.MaxWaiting})
+	return nil
+}
+
+// validate checks the settings once defaults are applied; Provision calls
+// it so that `caddy adapt --validate` and a reload fail before anything is
+// shared with a running config.
+func (h *Handler) validate() error {
+	for _, name := range h.Cookies {
+		if !validCookieName(name) {
+			return fmt.Errorf("session_queue: cookies: invalid cookie name %q", name)
+		}
+	}
+	for _, name := range h.Query {
+		if name == "" {
+			return errors.New("session_queue: query: empty parameter name")
+		}
+	}
+	for _, name := range h.Header {
+		if !validCookieName(name) { // header field names are tokens too
+			return fmt.Errorf("session_queue: header: invalid header field name %q", name)
+		}
+	}
+	if h.MaxReaders < 1 {
+		return fmt.Errorf("session_queue: max_readers: must be at least 1, got %d", h.MaxReaders)
+	}
+	if h.MaxWaiting < 0 {
+		return fmt.Errorf("session_queue: max_waiting: must not be negative, got %d", h.MaxWaiting)
+	}
+	if h.MaxWait < 0 {
+		return fmt.Errorf("session_queue: max_wait: must not be negative, got %s", time.Duration(h.MaxWait))
+	}
+	if h.RetryAfter < 0 {
+		return fmt.Errorf("session_queue: retry_after: must not be negative, got %s", time.Duration(h.RetryAfter))
+	}
+	if h.MaxHold < 0 {
+		return fmt.Errorf("session_queue: max_hold: must not be negative, got %s", time.Duration(h.MaxHold))
+	}
+	return nil
+}
+
+// validCookieName reports whether name is an RFC 7230 token, which is what
+// cookie names and header field names must be.
+func validCookieName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || isSeparator(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func isSeparator(c byte) bool {
+	switch c {
+	case '(', ')', '<', '>', '@', ',', ';', ':', '\\', '"', '/', '[', ']', '?', '=', '{', '}':
+		return true
+	}
+	return false
+}
+
+// Cleanup leaves the zone; the last handler to leave it frees it.
+func (h *Handler) Cleanup() error {
+	if h.zone != nil {
+		releaseZone(h.Zone)
+		h.zone = nil
+	}
+	return nil
+}
+
+// Results, as reported in {http.session_queue.result}.
+const (
+	resultImmediate       = "immediate"
+	resultQueued          = "queued"
+	resultRejectedFull    = "rejected_full"
+	resultRejectedTimeout = "rejected_timeout"
+	resultCanceled        = "canceled"
+	modeBypass            = "bypass"
+)
+
+// Placeholder names.
+const (
+	placeholderMode    = "http.session_queue.mode"
+	placeholderResult  = "http.session_queue.result"
+	placeholderWaitMS  = "http.session_queue.wait_ms"
+	placeholderSession = "http.session_queue.session"
+)
+
+// statusClientClosedRequest is what reverse_proxy logs for a client that
+// went away; a client that leaves while queued is logged the same way.
+const statusClientClosedRequest = 499
+
+var errMaxWait = errors.New("max_wait elapsed")
+
+// ServeHTTP waits for the request's turn in its session's queue, runs the
+// rest of the route, and gives the turn to the next request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	found, ok, err := h.source.Extract(r)
+	if err != nil {
+		if c := h.logger.Check(zapcore.DebugLevel, "session ID not queued"); c != nil {
+			c.Write(zap.String("reason", err.Error()))
+		}
+	}
+	if !ok || err != nil {
+		repl.Set(placeholderMode, modeBypass)
+		return next.ServeHTTP(w, r)
+	}
+
+	mode := queue.Write
+	if len(h.readOnly) > 0 {
+		isReader, err := h.readOnly.AnyMatchWithError(r)
+		if err != nil {
+			return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("session_queue: read_only: %w", err))
+		}
+		if isReader {
+			mode = queue.Read
+		}
+	}
+	session := idgen.Hash(found.ID)
+	repl.Set(placeholderMode, mode.String())
+	repl.Set(placeholderSession, session)
+
+	start := time.Now()
+	waitCtx, cancelWait := context.WithTimeoutCause(r.Context(), time.Duration(h.MaxWait), errMaxWait)
+	turn, res, err := h.zone.table.Acquire(waitCtx, found.ID, mode)
+	cancelWait()
+	waited := time.Since(start)
+	repl.Set(placeholderWaitMS, float64(waited)/float64(time.Millisecond))
+	if err != nil {
+		return h.refuse(w, r, repl, err, session, res, waited)
+	}
+	if res.Queued {
+		repl.Set(placeholderResult, resultQueued)
+		if c := h.logger.Check(zapcore.DebugLevel, "turn granted after waiting"); c != nil {
+			c.Write(zap.String("session", session), zap.String("mode", mode.String()),
+				zap.Int("ahead", res.Ahead), zap.Duration("waited", waited))
+		}
+	} else {
+		repl.Set(placeholderResult, resultImmediate)
+	}
+	return h.serveHolding(w, r, next, turn, session)
+}
+
+// refuse answers a request that got no turn.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, err error, session string, res queue.Result, waited time.Duration) error {
+	var status int
+	var result string
+	switch {
+	case errors.Is(err, queue.ErrQueueFull):
+		status, result = http.StatusTooManyRequests, resultRejectedFull
+		err = fmt.Errorf("session_queue: session %s already has %d requests waiting (max_waiting)", session, h.MaxWaiting)
+	case r.Context().Err() != nil:
+		status, result = statusClientClosedRequest, resultCanceled
+		err = fmt.Errorf("session_queue: client left after waiting %s for session %s: %w", waited.Round(time.Millisecond), session, context.Cause(r.Context()))
+	default:
+		status, result = http.StatusServiceUnavailable, resultRejectedTimeout
+		err = fmt.Errorf("session_queue: waited %s (max_wait) for session %s behind %d requests", time.Duration(h.MaxWait), session, res.Ahead)
+	}
+	repl.Set(placeholderResult, result)
+	if status != statusClientClosedRequest {
+		w.Header().Set("Retry-After", retryAfterSeconds(time.Duration(h.RetryAfter)))
+	}
+	return caddyhttp.Error(status, err)
+}
+
+// retryAfterSeconds formats d for Retry-After: whole seconds, rounded up,
+// at least 1.
+func retryAfterSeconds(d time.Duration) string {
+	secs := int64((d + time.Second - 1) / time.Second)
+	return strconv.FormatInt(max(secs, 1), 10)
+}
+
+// serveHolding runs the rest of the route while holding turn. The route
+// gets a context that does not end when the client leaves: an upstream
+// request canceled mid-way would free the turn while the backend may still
+// be working on it, and the next request would overlap it.
+func (h *Handler) serveHolding(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, turn queue.Turn, session string) error {
+	upstreamCtx := context.WithoutCancel(r.Context())
+	if h.MaxHold <= 0 {
+		defer turn.Release()
+		return next.ServeHTTP(w, r.WithContext(upstreamCtx))
+	}
+
+	upstreamCtx, cancelUpstream := context.WithCancel(upstreamCtx)
+	defer cancelUpstream()
+	var released, expired atomic.Bool
+	release := func() {
+		if released.CompareAndSwap(false, true) {
+			turn.Release()
+		}
+	}
+	defer release()
+	// Whichever of expiry and disconnect comes second cancels the upstream
+	// request: there is nobody left to answer, and no turn left to guard.
+	holdTimer := time.AfterFunc(time.Duration(h.MaxHold), func() {
+		expired.Store(true)
+		release()
+		h.logger.Warn("max_hold elapsed; turn given up while the request goes on",
+			zap.String("session", session), zap.Duration("max_hold", time.Duration(h.MaxHold)))
+		if r.Context().Err() != nil {
+			cancelUpstream()
+		}
+	})
+	defer holdTimer.Stop()
+	stopAfterDisconnect := context.AfterFunc(r.Context(), func() {
+		if expired.Load() {
+			cancelUpstream()
+		}
+	})
+	defer stopAfterDisconnect()
+	return next.ServeHTTP(w, r.WithContext(upstreamCtx))
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)
