@@ -1,0 +1,41 @@
+# The two commands of the README: `make run` and `make test`.
+GO ?= go
+# Caddy writes its autosave and data files under these; keep them in the tree.
+export XDG_CONFIG_HOME ?= $(CURDIR)/.cache/xdg-config
+export XDG_DATA_HOME ?= $(CURDIR)/.cache/xdg-data
+
+.PHONY: build run test test-deps unit integration smoke bench clean
+
+build:
+	$(GO) build -o bin/caddy ./cmd/caddy
+	$(GO) build -o bin/demo-backend ./cmd/demo-backend
+
+# Serve Caddyfile.example in front of the demo backend until interrupted.
+run: build
+	@./bin/demo-backend & demo=$$!; trap 'kill $$demo 2>/dev/null' EXIT INT TERM; \
+	./bin/caddy run --config Caddyfile.example
+
+# Every test, under the race detector, in one run; a skipped test fails it.
+test: test-deps smoke
+	./.ci/gotest -race -count=1 -timeout 40m ./...
+
+test-deps:
+	bash integration_test/install-deps.sh
+
+unit:
+	./.ci/gotest -race -count=1 ./queue/ ./idgen/ ./caddymodule/
+
+integration:
+	./.ci/gotest -race -count=1 -timeout 30m ./integration_test/
+
+# The binary lists the module and adapts the example.
+smoke: build
+	./bin/caddy list-modules | grep -qx 'http.handlers.session_queue'
+	./bin/caddy adapt --config Caddyfile.example >/dev/null
+	@echo "smoke: bin/caddy lists http.handlers.session_queue and adapts Caddyfile.example"
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./queue/ ./idgen/ ./caddymodule/
+
+clean:
+	rm -rf bin .cache
