@@ -25,6 +25,7 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Mode says whether a turn is shared (Read) or exclusive (Write).
@@ -86,6 +87,7 @@ type entry struct {
 
 type waiter struct {
 	mode       Mode
+	since      time.Time
 	granted    bool
 	ready      chan struct{} // closed when the turn is granted
 	prev, next *waiter
@@ -172,7 +174,7 @@ func (t *Table) Acquire(ctx context.Context, key string, mode Mode) (Turn, Resul
 		s.mu.Unlock()
 		return Turn{}, Result{Ahead: ahead}, ErrQueueFull
 	}
-	w := &waiter{mode: mode, ready: make(chan struct{})}
+	w := &waiter{mode: mode, since: time.Now(), ready: make(chan struct{})}
 	e.push(w)
 	s.mu.Unlock()
 

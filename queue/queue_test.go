@@ -493,3 +493,30 @@ func TestStressReload(t *testing.T) {
 		t.Fatal("table not empty at the end")
 	}
 }
+
+func TestStatsAndBusiest(t *testing.T) {
+	tbl := New(Limits{MaxReaders: 2, MaxWaiting: 8})
+	ctx := context.Background()
+	a := mustGrant(t, startAcquire(t, tbl, ctx, "a", Write))
+	b := mustGrant(t, startAcquire(t, tbl, ctx, "b", Read))
+	waitA1 := startAcquire(t, tbl, ctx, "a", Read)
+	waitA2 := startAcquire(t, tbl, ctx, "a", Write)
+	if keys, waiting := tbl.Stats(); keys != 2 || waiting != 2 {
+		t.Fatalf("Stats = %d keys, %d waiting; want 2, 2", keys, waiting)
+	}
+	busiest := tbl.Busiest(5)
+	if len(busiest) != 2 || busiest[0].Key != "a" || !busiest[0].Writer || busiest[0].Waiting != 2 ||
+		busiest[0].OldestWaitSince.IsZero() || busiest[1].Key != "b" || busiest[1].Readers != 1 {
+		t.Fatalf("Busiest = %+v", busiest)
+	}
+	if got := tbl.Busiest(1); len(got) != 1 || got[0].Key != "a" {
+		t.Fatalf("Busiest(1) = %+v", got)
+	}
+	a.Release()
+	mustGrant(t, waitA1).Release()
+	mustGrant(t, waitA2).Release()
+	b.Release()
+	if keys, waiting := tbl.Stats(); keys != 0 || waiting != 0 {
+		t.Fatalf("Stats after release = %d, %d", keys, waiting)
+	}
+}
