@@ -133,39 +133,38 @@ func starvation(t *testing.T, burst int) int {
 	bCookie := startSession(t, "/start.php", "PHPSESSID")
 
 	var (
-		mu      sync.Mutex
-		aDone   int
-		bAfter  = -1 // A replies before B's
-		failed  []reply
-		firstA  = make(chan struct{})
-		firstOK sync.Once
-		wg      sync.WaitGroup
+		mu     sync.Mutex
+		aDone  int     // A's replies so far
+		aFails []reply // A's replies other than 200
+		wg     sync.WaitGroup
 	)
+	firstA := make(chan struct{})
+	var closeFirstA sync.Once
 	for range burst {
 		wg.Go(func() {
 			r := fetch(t, "/slow.php", a)
 			mu.Lock()
 			aDone++
 			if r.err != nil || r.status != http.StatusOK {
-				failed = append(failed, r)
+				aFails = append(aFails, r)
 			}
 			mu.Unlock()
-			firstOK.Do(func() { close(firstA) })
+			closeFirstA.Do(func() { close(firstA) })
 		})
 	}
 	<-firstA
 	r := fetch(t, "/fast.php", bCookie)
 	mu.Lock()
-	bAfter = aDone
+	before := aDone
 	mu.Unlock()
 	wg.Wait()
 	if r.err != nil || r.status != http.StatusOK {
 		t.Fatalf("B's request: %v", r)
 	}
-	for _, f := range failed {
+	for _, f := range aFails {
 		t.Errorf("A's request: %v", f)
 	}
-	return bAfter
+	return before
 }
 
 // TestPHPParallelReads: requests marked read_only share the session's turn,
