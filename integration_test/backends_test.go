@@ -9,7 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -166,7 +166,8 @@ func lookBinary(t *testing.T, name string, globs ...string) string {
 	}
 	for _, g := range globs {
 		matches, _ := filepath.Glob(g)
-		sort.Sort(sort.Reverse(sort.StringSlice(matches)))
+		slices.Sort(matches)
+		slices.Reverse(matches)
 		for _, m := range matches {
 			if info, err := os.Stat(m); err == nil && info.Mode().IsRegular() && info.Mode()&0o111 != 0 {
 				return m

@@ -7,7 +7,9 @@
 # The tests start their own redis-server, php-fpm and Perl processes on unix
 # sockets in a temp dir, so the packages' system services must not be
 # started: while installing, a policy-rc.d that answers 101 ("action
-# forbidden") keeps invoke-rc.d and deb-systemd-invoke from starting them.
+# forbidden") keeps invoke-rc.d and deb-systemd-invoke from starting them,
+# and on a systemd machine the units of the servers installed here are
+# disabled so they do not start at the next boot either.
 set -euo pipefail
 
 packages=(
@@ -15,6 +17,7 @@ packages=(
 	php-cli
 	php-redis
 	redis-server
+	perl
 	libcgi-pm-perl
 	libcgi-fast-perl
 	libcgi-session-perl
@@ -23,9 +26,9 @@ packages=(
 
 missing=()
 for p in "${packages[@]}"; do
-	# php-fpm, php-cli and php-redis are virtual-ish dependency packages in
-	# Debian (they pull in php8.2-*); asking dpkg about the name we install
-	# keeps the check honest across PHP versions.
+	# php-fpm, php-cli and php-redis are Debian's default-version packages
+	# (they depend on php8.2-*), so checking the names we install keeps the
+	# check right whatever PHP version the release ships.
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
 		missing+=("$p")
 	fi
@@ -63,3 +66,16 @@ chmod 755 "$policy"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+if [ -d /run/systemd/system ]; then
+	units=()
+	for p in "${missing[@]}"; do
+		case "$p" in
+		redis-server) units+=(redis-server.service) ;;
+		php-fpm) units+=($(systemctl list-unit-files --no-legend 'php*-fpm.service' | awk '{print $1}')) ;;
+		esac
+	done
+	if [ "${#units[@]}" -gt 0 ]; then
+		systemctl disable --quiet "${units[@]}"
+	fi
+fi
