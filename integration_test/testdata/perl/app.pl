@@ -59,7 +59,11 @@ sub read_page {
     my ($q) = @_;
     my $s = CGI::Session->load('driver:file', $q, $session_args)
         or die CGI::Session->errstr;
-    print $q->header(-type => 'text/plain'), ($s->param('n') || 0), "\n";
+    my $n = $s->param('n') || 0;
+    # load() updates the access time, so even a read writes the session;
+    # do it before answering, like a writer.
+    $s->flush;
+    print $q->header(-type => 'text/plain'), "$n\n";
 }
 
 my %pages = (
