@@ -116,7 +116,11 @@ type Handler struct {
 	source   idgen.Source
 	readOnly caddyhttp.MatcherSets
 	zone     *zone
-	logger   *zap.Logger
+	// inZone is whether this handler holds a reference on its zone; only
+	// Provision and Cleanup touch it, as requests may still be running in
+	// this handler when Caddy cleans it up after a reload.
+	inZone bool
+	logger *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -165,6 +169,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	h.zone = acquireZone(h.Zone, queue.Limits{MaxReaders: h.MaxReaders, MaxWaiting: h.MaxWaiting})
+	h.inZone = true
 	return nil
 }
 
@@ -228,11 +233,14 @@ func isSeparator(c byte) bool {
 	return false
 }
 
-// Cleanup leaves the zone; the last handler to leave it frees it.
+// Cleanup leaves the zone; the last handler to leave it frees it. On a
+// reload Caddy cleans up the old handlers while their requests may still be
+// running: those keep using the zone's table, which stays valid, and a zone
+// kept by the new config is the very same table.
 func (h *Handler) Cleanup() error {
-	if h.zone != nil {
+	if h.inZone {
 		releaseZone(h.Zone)
-		h.zone = nil
+		h.inZone = false
 	}
 	return nil
 }
