@@ -1,0 +1,129 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+func TestUnmarshalCaddyfile(t *testing.T) {
+	d := caddyfile.NewTestDispenser(`session_queue {
+		cookies     SID other
+		query       sid
+		header      X-Session-Id
+		read_only   method GET HEAD
+		read_only   {
+			path /api/*
+			method POST
+		}
+		max_readers 3
+		max_waiting 7
+		max_wait    5s
+		retry_after 2s
+		max_hold    1m
+		zone        shop
+	}`)
+	var h Handler
+	if err := h.UnmarshalCaddyfile(d); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(h.Cookies, ",") != "SID,other" || h.Query[0] != "sid" || h.Header[0] != "X-Session-Id" ||
+		h.MaxReaders != 3 || h.MaxWaiting != 7 || h.MaxWait != caddy.Duration(5*time.Second) ||
+		h.RetryAfter != caddy.Duration(2*time.Second) || h.MaxHold != caddy.Duration(time.Minute) || h.Zone != "shop" {
+		t.Fatalf("parsed %+v", h)
+	}
+	got, _ := json.Marshal(h.ReadOnlyRaw)
+	want := `[{"method":["GET","HEAD"]},{"method":["POST"],"path":["/api/*"]}]`
+	if string(got) != want {
+		t.Fatalf("read_only = %s, want %s", got, want)
+	}
+}
+
+// adapt turns a whole Caddyfile into JSON.
+func adapt(t *testing.T, src string) (string, error) {
+	t.Helper()
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), nil)
+	return string(out), err
+}
+
+// TestDirectiveOrder: without an `order` option or a route block, a
+// site-level session_queue runs before the handlers it must guard.
+func TestDirectiveOrder(t *testing.T) {
+	out, err := adapt(t, `:8080 {
+		php_fastcgi unix//run/php.sock
+		respond /health 200
+		handle /api/* {
+			reverse_proxy 127.0.0.1:9000
+		}
+		session_queue
+		forward_auth 127.0.0.1:9100 {
+			uri /auth
+		}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := func(s string) int {
+		i := strings.Index(out, s)
+		if i < 0 {
+			t.Fatalf("%s not in %s", s, out)
+		}
+		return i
+	}
+	queue := pos(`"handler":"session_queue"`)
+	if auth := pos(`"uri":"/auth"`); auth > queue {
+		t.Error("session_queue runs before forward_auth")
+	}
+	for _, later := range []string{`"handler":"subroute"`, `"handler":"static_response"`, `"transport":{"protocol":"fastcgi"`} {
+		if pos(later) < queue {
+			t.Errorf("%s runs before session_queue", later)
+		}
+	}
+}
+
+func TestReadOnlyNamedMatcher(t *testing.T) {
+	out, err := adapt(t, `:8080 {
+		@reads path /read.php /status.php
+		session_queue {
+			read_only @reads
+			read_only /ajax/poll
+		}
+		respond ok
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, `"read_only":[{"path":["/read.php","/status.php"]},{"path":["/ajax/poll"]}]`) {
+		t.Fatalf("named matcher not resolved: %s", out)
+	}
+}
+
+func TestCaddyfileErrors(t *testing.T) {
+	tests := map[string]string{
+		"session_queue extra":                            "session_queue: unexpected argument",
+		"session_queue {\n max_readers 0\n}":             "max_readers: must be at least 1",
+		"session_queue {\n max_waiting 0\n}":             "max_waiting: must be at least 1",
+		"session_queue {\n max_wait -2s\n}":              "max_wait: must not be negative",
+		"session_queue {\n max_hold forever\n}":          `max_hold: invalid duration "forever"`,
+		"session_queue {\n zone\n}":                      "zone: needs a name",
+		"session_queue {\n read_only\n}":                 "read_only: needs a matcher",
+		"session_queue {\n read_only nosuchmatcher x\n}": "read_only",
+		"session_queue {\n read_only @named\n}":          "can only be used in a Caddyfile site",
+		"session_queue {\n max_readers 1 2\n}":           "takes one number",
+		"session_queue {\n cookies a\n cookies b\n}":     "cookies: specified more than once",
+	}
+	for src, want := range tests {
+		var h Handler
+		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(src))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want an error containing %q", src, err, want)
+		}
+	}
+}

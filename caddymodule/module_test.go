@@ -1,0 +1,94 @@
+package caddymodule
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+func provision(t *testing.T, h *Handler) error {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	err := h.Provision(ctx)
+	t.Cleanup(func() { _ = h.Cleanup() })
+	return err
+}
+
+func TestProvisionDefaults(t *testing.T) {
+	h := &Handler{Zone: "defaults-test"}
+	if err := provision(t, h); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(h.Cookies, " ") != "PHPSESSID CGISESSID ci_session" || h.MaxReaders != 4 ||
+		h.MaxWaiting != 32 || time.Duration(h.MaxWait) != 30*time.Second ||
+		time.Duration(h.RetryAfter) != time.Second || h.MaxHold != 0 {
+		t.Fatalf("defaults: %+v", h)
+	}
+	if got := h.zone.table.Limits(); got.MaxReaders != 4 || got.MaxWaiting != 32 {
+		t.Fatalf("zone limits %+v", got)
+	}
+}
+
+func TestProvisionRejectsBadJSON(t *testing.T) {
+	tests := []struct {
+		h    Handler
+		want string
+	}{
+		{Handler{MaxReaders: -1}, "session_queue: max_readers: must be at least 1, got -1"},
+		{Handler{MaxWaiting: -3}, "session_queue: max_waiting: must not be negative, got -3"},
+		{Handler{MaxWait: -1}, "session_queue: max_wait: must not be negative"},
+		{Handler{RetryAfter: -1}, "session_queue: retry_after: must not be negative"},
+		{Handler{MaxHold: -1}, "session_queue: max_hold: must not be negative"},
+		{Handler{Cookies: []string{"bad name"}}, `session_queue: cookies: invalid cookie name "bad name"`},
+		{Handler{Header: []string{"X:Y"}}, `session_queue: header: invalid header field name "X:Y"`},
+		{Handler{Query: []string{""}}, "session_queue: query: empty parameter name"},
+	}
+	for _, tt := range tests {
+		h := tt.h
+		err := provision(t, &h)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: got %v, want %q", tt.h, err, tt.want)
+		}
+	}
+}
+
+// TestZoneSharedAcrossReload: a new handler of the same zone gets the same
+// table with the new limits, and the zone outlives the old handler.
+func TestZoneSharedAcrossReload(t *testing.T) {
+	old := &Handler{Zone: "reload-unit", MaxReaders: 1}
+	if err := provision(t, old); err != nil {
+		t.Fatal(err)
+	}
+	renewed := &Handler{Zone: "reload-unit", MaxReaders: 3}
+	if err := provision(t, renewed); err != nil {
+		t.Fatal(err)
+	}
+	if old.zone != renewed.zone {
+		t.Fatal("handlers of one zone got different tables")
+	}
+	if got := renewed.zone.table.Limits().MaxReaders; got != 3 {
+		t.Fatalf("MaxReaders = %d after reload, want 3", got)
+	}
+	_ = old.Cleanup()
+	if refs, ok := zones.References("reload-unit"); !ok || refs != 1 {
+		t.Fatalf("zone references after old cleanup = %d, %v; want 1", refs, ok)
+	}
+	_ = renewed.Cleanup()
+	if _, ok := zones.References("reload-unit"); ok {
+		t.Fatal("zone still referenced after the last handler left")
+	}
+}
+
+func TestRetryAfterSeconds(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "1", time.Millisecond: "1", time.Second: "1", 1500 * time.Millisecond: "2", time.Minute: "60",
+	} {
+		if got := retryAfterSeconds(d); got != want {
+			t.Errorf("retryAfterSeconds(%s) = %s, want %s", d, got, want)
+		}
+	}
+}
