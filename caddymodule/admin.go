@@ -21,7 +21,7 @@ func init() {
 // adminAPI is the admin.api.session_queue module. It serves, on Caddy's
 // admin endpoint:
 //
-//	GET /session_queue/zones                       every zone: its limits and load
+//	GET /session_queue/zones                       every zone: its limits, load and counters
 //	GET /session_queue/zones/{zone}/sessions?top=N the N busiest sessions of a zone (default 10)
 //
 // Sessions are shown by their keyed short hash only, never by ID. The
@@ -52,6 +52,10 @@ type zoneStatus struct {
 	// Sessions is how many sessions have requests running or waiting.
 	Sessions int `json:"sessions"`
 	Waiting  int `json:"waiting"`
+	// Requests counts requests since the zone was created, by mode and
+	// result, as caddy_session_queue_requests_total does.
+	Requests    map[string]map[string]uint64 `json:"requests"`
+	HoldExpired uint64                       `json:"hold_expired"`
 }
 
 type sessionStatus struct {
@@ -68,12 +72,22 @@ func (adminAPI) handleZones(w http.ResponseWriter, _ *http.Request) error {
 		z := value.(*zone)
 		limits := z.table.Limits()
 		sessions, waiting := z.table.Stats()
+		requests := make(map[string]map[string]uint64, modeCount)
+		for mode, modeName := range modeNames {
+			byResult := make(map[string]uint64, resultCount)
+			for result, resultName := range resultNames {
+				byResult[resultName] = z.counts[mode][result].Load()
+			}
+			requests[modeName] = byResult
+		}
 		statuses = append(statuses, zoneStatus{
-			Zone:       name.(string),
-			MaxReaders: limits.MaxReaders,
-			MaxWaiting: limits.MaxWaiting,
-			Sessions:   sessions,
-			Waiting:    waiting,
+			Zone:        name.(string),
+			MaxReaders:  limits.MaxReaders,
+			MaxWaiting:  limits.MaxWaiting,
+			Sessions:    sessions,
+			Waiting:     waiting,
+			Requests:    requests,
+			HoldExpired: z.holdExpired.Load(),
 		})
 		return true
 	})

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 
@@ -33,6 +34,7 @@ func parseCaddyfile(helper httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 //		query       <param...>
 //		header      <field...>
 //		read_only   <matcher>
+//		bypass      <matcher> | none
 //		max_readers <n>
 //		max_waiting <n>
 //		max_wait    <duration>
@@ -44,7 +46,10 @@ func parseCaddyfile(helper httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 // read_only takes a @named matcher, a path, matchers written inline
 // (`read_only method GET HEAD`), a block of matchers, or a CEL expression
 // in backticks; it may be repeated, and a request matching any of them is a
-// reader. Named matchers are only available through the directive.
+// reader. bypass takes the same forms and replaces the default bypass of
+// websockets and event streams; `bypass none` (a matcher that never
+// matches) queues them too. Named
+// matchers are only available through the directive.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return h.unmarshal(d, nil)
 }
@@ -61,7 +66,7 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, namedMatcher matcherToken) e
 	seen := make(map[string]bool)
 	for d.NextBlock(0) {
 		option := d.Val()
-		if seen[option] && option != "read_only" {
+		if seen[option] && option != "read_only" && option != "bypass" {
 			return d.Errf("session_queue: %s: specified more than once", option)
 		}
 		seen[option] = true
@@ -81,11 +86,30 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, namedMatcher matcherToken) e
 			}
 
 		case "read_only":
-			set, err := parseReadOnly(d, namedMatcher)
+			set, err := parseMatcherSet(d, option, namedMatcher)
 			if err != nil {
 				return err
 			}
 			h.ReadOnlyRaw = append(h.ReadOnlyRaw, set)
+
+		case "bypass":
+			if d.NextArg() {
+				if d.Val() == "none" {
+					if d.NextArg() {
+						return d.Errf("session_queue: bypass: unexpected %q after none", d.Val())
+					}
+					// A matcher that never matches replaces the default,
+					// so websockets and event streams are queued too.
+					h.BypassRaw = caddyhttp.RawMatcherSets{{"expression": json.RawMessage(`"false"`)}}
+					continue
+				}
+				d.Prev()
+			}
+			set, err := parseMatcherSet(d, option, namedMatcher)
+			if err != nil {
+				return err
+			}
+			h.BypassRaw = append(h.BypassRaw, set)
 
 		case "max_readers", "max_waiting":
 			n, err := intArg(d, option)
@@ -134,36 +158,36 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, namedMatcher matcherToken) e
 	return nil
 }
 
-// parseReadOnly reads the matcher set after read_only.
-func parseReadOnly(d *caddyfile.Dispenser, namedMatcher matcherToken) (caddy.ModuleMap, error) {
+// parseMatcherSet reads the matcher set after read_only or bypass.
+func parseMatcherSet(d *caddyfile.Dispenser, option string, namedMatcher matcherToken) (caddy.ModuleMap, error) {
 	if d.NextArg() {
 		token := d.Val()
 		d.Prev()
 		if strings.HasPrefix(token, "@") || strings.HasPrefix(token, "/") {
-			return parseMatcherToken(d, token, namedMatcher)
+			return parseMatcherToken(d, option, token, namedMatcher)
 		}
 	}
 	set, err := caddyhttp.ParseCaddyfileNestedMatcherSet(d)
 	if err != nil {
-		return nil, d.Errf("session_queue: read_only: %v", err)
+		return nil, d.Errf("session_queue: %s: %v", option, err)
 	}
 	if len(set) == 0 {
-		return nil, d.Errf("session_queue: read_only: needs a matcher")
+		return nil, d.Errf("session_queue: %s: needs a matcher", option)
 	}
 	return set, nil
 }
 
-// parseMatcherToken reads a @named matcher or a path after read_only.
-func parseMatcherToken(d *caddyfile.Dispenser, token string, namedMatcher matcherToken) (caddy.ModuleMap, error) {
+// parseMatcherToken reads a @named matcher or a path.
+func parseMatcherToken(d *caddyfile.Dispenser, option, token string, namedMatcher matcherToken) (caddy.ModuleMap, error) {
 	if namedMatcher == nil {
-		return nil, d.Errf("session_queue: read_only: matcher %q can only be used in a Caddyfile site", token)
+		return nil, d.Errf("session_queue: %s: matcher %q can only be used in a Caddyfile site", option, token)
 	}
 	set, _, err := namedMatcher()
 	if err != nil {
-		return nil, d.Errf("session_queue: read_only: %v", err)
+		return nil, d.Errf("session_queue: %s: %v", option, err)
 	}
 	if d.NextArg() {
-		return nil, d.Errf("session_queue: read_only: unexpected %q after matcher %q", d.Val(), token)
+		return nil, d.Errf("session_queue: %s: unexpected %q after matcher %q", option, d.Val(), token)
 	}
 	return set, nil
 }

@@ -127,3 +127,26 @@ func TestCaddyfileErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestBypassOption(t *testing.T) {
+	out, err := adapt(t, `:8080 {
+		session_queue {
+			bypass path /poll/*
+		}
+		respond ok
+	}
+	:8081 {
+		session_queue {
+			bypass none
+		}
+		respond ok
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"bypass":[{"path":["/poll/*"]}]`, `"bypass":[{"expression":"false"}]`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("adapted config lacks %s: %s", want, out)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -51,16 +52,20 @@ var (
 // client disconnects meanwhile, the upstream request is kept running, so the
 // backend never works on two requests of one session at once.
 //
+// Websocket upgrades and Server-Sent Events requests are passed on without
+// queueing by default (see bypass): they would hold the session's turn for
+// as long as they stay open.
+//
 // Refusals are returned as errors, so they can be restyled with
 // `handle_errors`: 429 when max_waiting requests already wait on the
-// session, 503 when a request has waited max_wait; both carry Retry-After. A
-// client that leaves while waiting is dropped from the queue and logged with
-// status 499.
+// session, 503 when a request has waited max_wait or its zone shuts down;
+// both carry Retry-After. A client that leaves while waiting is dropped from
+// the queue and logged with status 499.
 //
 // Placeholders, for access logs (`log_append`) and error routes:
 //
 //	{http.session_queue.mode}     reader, writer or bypass
-//	{http.session_queue.result}   immediate, queued, rejected_full, rejected_timeout or canceled
+//	{http.session_queue.result}   immediate, queued, rejected_full, rejected_timeout, rejected_shutdown or canceled
 //	{http.session_queue.wait_ms}  time spent waiting for the turn, in milliseconds
 //	{http.session_queue.session}  keyed short hash of the session ID (never the ID)
 type Handler struct {
@@ -82,6 +87,14 @@ type Handler struct {
 	// other requests are writers, which run alone. Default: none, every
 	// request is a writer.
 	ReadOnlyRaw caddyhttp.RawMatcherSets `json:"read_only,omitempty" caddy:"namespace=http.matchers"`
+
+	// BypassRaw are matcher sets; a request matching any of them is passed
+	// on without queueing, even when it carries a session ID. Setting it
+	// replaces the default, which lets websocket upgrades (Upgrade:
+	// websocket) and Server-Sent Events (Accept: text/event-stream) bypass:
+	// they stay open for minutes and would hold their session's turn all
+	// that time. Default: websockets and event streams.
+	BypassRaw caddyhttp.RawMatcherSets `json:"bypass,omitempty" caddy:"namespace=http.matchers"`
 
 	// MaxReaders is how many readers of one session may run together.
 	// Default: 4.
@@ -115,6 +128,7 @@ type Handler struct {
 
 	source   idgen.Source
 	readOnly caddyhttp.MatcherSets
+	bypass   caddyhttp.MatcherSets
 	zone     *zone
 	// inZone is whether this handler holds a reference on its zone; only
 	// Provision and Cleanup touch it, as requests may still be running in
@@ -165,6 +179,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		if err := h.readOnly.FromInterface(matchers); err != nil {
 			return fmt.Errorf("session_queue: read_only: %v", err)
+		}
+	}
+
+	if h.BypassRaw != nil {
+		matchers, err := ctx.LoadModule(h, "BypassRaw")
+		if err != nil {
+			return fmt.Errorf("session_queue: bypass: loading matchers: %v", err)
+		}
+		if err := h.bypass.FromInterface(matchers); err != nil {
+			return fmt.Errorf("session_queue: bypass: %v", err)
+		}
+	}
+	if registry := ctx.GetMetricsRegistry(); registry != nil {
+		if err := registerMetrics(registry); err != nil {
+			return fmt.Errorf("session_queue: registering metrics: %v", err)
 		}
 	}
 
@@ -245,16 +274,6 @@ func (h *Handler) Cleanup() error {
 	return nil
 }
 
-// Results, as reported in {http.session_queue.result}.
-const (
-	resultImmediate       = "immediate"
-	resultQueued          = "queued"
-	resultRejectedFull    = "rejected_full"
-	resultRejectedTimeout = "rejected_timeout"
-	resultCanceled        = "canceled"
-	modeBypass            = "bypass"
-)
-
 // Placeholder names.
 const (
 	placeholderMode    = "http.session_queue.mode"
@@ -272,61 +291,128 @@ var errMaxWait = errors.New("max_wait elapsed")
 // ServeHTTP waits for the request's turn in its session's queue, runs the
 // rest of the route, and gives the turn to the next request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	z := h.zone
+	z.enter()
+	defer z.leave()
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+
 	found, ok, err := h.source.Extract(r)
 	if err != nil {
 		if c := h.logger.Check(zapcore.DebugLevel, "session ID not queued"); c != nil {
 			c.Write(zap.String("reason", err.Error()))
 		}
 	}
+	if ok && err == nil {
+		bypass, err := h.bypasses(r)
+		if err != nil {
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+		ok = !bypass
+	}
 	if !ok || err != nil {
-		repl.Set(placeholderMode, modeBypass)
+		repl.Set(placeholderMode, modeNames[modeBypass])
+		z.count(modeBypass, resultImmediate)
+		z.metrics.inFlight[modeBypass].Inc()
+		defer z.metrics.inFlight[modeBypass].Dec()
 		return next.ServeHTTP(w, r)
 	}
 
-	mode := queue.Write
+	mode, qmode := modeWriter, queue.Write
 	if len(h.readOnly) > 0 {
 		isReader, err := h.readOnly.AnyMatchWithError(r)
 		if err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("session_queue: read_only: %w", err))
 		}
 		if isReader {
-			mode = queue.Read
+			mode, qmode = modeReader, queue.Read
 		}
 	}
 	session := idgen.Hash(found.ID)
-	repl.Set(placeholderMode, mode.String())
+	repl.Set(placeholderMode, modeNames[mode])
 	repl.Set(placeholderSession, session)
 
 	start := time.Now()
 	waitCtx, cancelWait := context.WithTimeoutCause(r.Context(), time.Duration(h.MaxWait), errMaxWait)
-	turn, res, err := h.zone.table.Acquire(waitCtx, found.ID, mode)
+	turn, res, err := z.table.Acquire(waitCtx, found.ID, qmode)
 	cancelWait()
 	waited := time.Since(start)
 	repl.Set(placeholderWaitMS, float64(waited)/float64(time.Millisecond))
+	z.metrics.wait[mode].Observe(waited.Seconds())
 	if err != nil {
-		return h.refuse(w, r, repl, err, session, res, waited)
+		return h.refuse(w, r, repl, mode, err, session, res, waited)
 	}
+	result := resultImmediate
 	if res.Queued {
-		repl.Set(placeholderResult, resultQueued)
+		result = resultQueued
 		if c := h.logger.Check(zapcore.DebugLevel, "turn granted after waiting"); c != nil {
-			c.Write(zap.String("session", session), zap.String("mode", mode.String()),
+			c.Write(zap.String("session", session), zap.String("mode", modeNames[mode]),
 				zap.Int("ahead", res.Ahead), zap.Duration("waited", waited))
 		}
-	} else {
-		repl.Set(placeholderResult, resultImmediate)
 	}
+	repl.Set(placeholderResult, resultNames[result])
+	z.count(mode, result)
+	z.metrics.inFlight[mode].Inc()
+	defer z.metrics.inFlight[mode].Dec()
 	return h.serveHolding(w, r, next, turn, session)
 }
 
+// bypasses reports whether a request with a session ID skips the queue:
+// one that matches `bypass`, or by default a websocket upgrade or an
+// event stream, which would hold the session's turn for as long as they
+// stay open.
+func (h *Handler) bypasses(r *http.Request) (bool, error) {
+	if h.BypassRaw == nil {
+		return isLongLived(r), nil
+	}
+	if len(h.bypass) == 0 {
+		return false, nil
+	}
+	match, err := h.bypass.AnyMatchWithError(r)
+	if err != nil {
+		return false, fmt.Errorf("session_queue: bypass: %w", err)
+	}
+	return match, nil
+}
+
+// isLongLived reports websocket upgrades and Server-Sent Events requests.
+func isLongLived(r *http.Request) bool {
+	for _, v := range r.Header.Values("Upgrade") {
+		if headerHasToken(v, "websocket") {
+			return true
+		}
+	}
+	for _, v := range r.Header.Values("Accept") {
+		if headerHasToken(v, "text/event-stream") {
+			return true
+		}
+	}
+	return false
+}
+
+// headerHasToken reports whether a comma-separated header value lists
+// token, ignoring case and parameters (";q=0.9").
+func headerHasToken(value, token string) bool {
+	for value != "" {
+		var item string
+		item, value, _ = strings.Cut(value, ",")
+		item, _, _ = strings.Cut(item, ";")
+		if strings.EqualFold(strings.TrimSpace(item), token) {
+			return true
+		}
+	}
+	return false
+}
+
 // refuse answers a request that got no turn.
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, err error, session string, res queue.Result, waited time.Duration) error {
-	var status int
-	var result string
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, mode int, err error, session string, res queue.Result, waited time.Duration) error {
+	var status, result int
 	switch {
 	case errors.Is(err, queue.ErrQueueFull):
 		status, result = http.StatusTooManyRequests, resultRejectedFull
 		err = fmt.Errorf("session_queue: session %s already has %d requests waiting (max_waiting)", session, h.MaxWaiting)
+	case errors.Is(err, queue.ErrClosed):
+		status, result = http.StatusServiceUnavailable, resultRejectedShutdown
+		err = fmt.Errorf("session_queue: zone %s is shutting down; session %s was not served", h.Zone, session)
 	case r.Context().Err() != nil:
 		status, result = statusClientClosedRequest, resultCanceled
 		err = fmt.Errorf("session_queue: client left after waiting %s for session %s: %w", waited.Round(time.Millisecond), session, context.Cause(r.Context()))
@@ -334,7 +420,8 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Rep
 		status, result = http.StatusServiceUnavailable, resultRejectedTimeout
 		err = fmt.Errorf("session_queue: waited %s (max_wait) for session %s behind %d requests", time.Duration(h.MaxWait), session, res.Ahead)
 	}
-	repl.Set(placeholderResult, result)
+	repl.Set(placeholderResult, resultNames[result])
+	h.zone.count(mode, result)
 	if status != statusClientClosedRequest {
 		w.Header().Set("Retry-After", retryAfterSeconds(time.Duration(h.RetryAfter)))
 	}
@@ -373,6 +460,8 @@ func (h *Handler) serveHolding(w http.ResponseWriter, r *http.Request, next cadd
 	holdTimer := time.AfterFunc(time.Duration(h.MaxHold), func() {
 		expired.Store(true)
 		release()
+		h.zone.holdExpired.Add(1)
+		h.zone.metrics.holdExpired.Inc()
 		h.logger.Warn("max_hold elapsed; turn given up while the request goes on",
 			zap.String("session", session), zap.Duration("max_hold", time.Duration(h.MaxHold)))
 		if r.Context().Err() != nil {

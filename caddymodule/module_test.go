@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +91,28 @@ func TestRetryAfterSeconds(t *testing.T) {
 	} {
 		if got := retryAfterSeconds(d); got != want {
 			t.Errorf("retryAfterSeconds(%s) = %s, want %s", d, got, want)
+		}
+	}
+}
+
+func TestIsLongLived(t *testing.T) {
+	tests := []struct {
+		header, value string
+		want          bool
+	}{
+		{"Upgrade", "websocket", true},
+		{"Upgrade", "WebSocket", true},
+		{"Upgrade", "h2c", false},
+		{"Accept", "text/event-stream", true},
+		{"Accept", "text/html, text/event-stream;q=0.9", true},
+		{"Accept", "text/html", false},
+		{"Accept", "text/event-streamer", false},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set(tt.header, tt.value)
+		if got := isLongLived(r); got != tt.want {
+			t.Errorf("%s: %s → %v, want %v", tt.header, tt.value, got, tt.want)
 		}
 	}
 }

@@ -1,33 +1,83 @@
 package caddymodule
 
 import (
+	"sync"
+	"sync/atomic"
+
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/sessionqueue/caddy-session-queue/queue"
 )
 
-// zones holds the queue tables by zone name. It is package state, outside
-// any one config, so that during a reload the old and the new handlers of a
-// zone share the same queues: a request held or queued under the old config
+// zones holds the zones by name. It is package state, outside any one
+// config, so that during a reload the old and the new handlers of a zone
+// share the same queues: a request held or queued under the old config
 // keeps its place, and no second writer of its session is let through by
-// the new one. A zone is freed when the last handler using it is cleaned up.
+// the new one. A zone is destructed when the last config using it stops.
 var zones = caddy.NewUsagePool()
 
 // zone is the shared state of one zone.
 type zone struct {
-	table *queue.Table
+	name    string
+	table   *queue.Table
+	metrics zoneMetrics
+	// counts mirror requests_total for the admin API.
+	counts      [modeCount][resultCount]atomic.Uint64
+	holdExpired atomic.Uint64
+
+	// running counts the requests inside a handler of this zone, plus
+	// closedBit once the zone has been destructed. Caddy cleans up the
+	// handlers of a stopped config while their requests may still run, so
+	// the zone's metric series are dropped only when both have happened.
+	running atomic.Int64
+	forget  sync.Once
 }
 
-// Destruct is called when the last handler of the zone is cleaned up, by
-// which time no request holds or waits in it.
-func (*zone) Destruct() error { return nil }
+const closedBit = 1 << 62
+
+// enter and leave bracket every request through a handler of the zone.
+func (z *zone) enter() { z.running.Add(1) }
+
+func (z *zone) leave() {
+	if z.running.Add(-1) == closedBit {
+		z.forgetMetrics()
+	}
+}
+
+// forgetMetrics drops the zone's series, unless a new config has already
+// brought the zone back under the same name: the series are then its.
+func (z *zone) forgetMetrics() {
+	z.forget.Do(func() {
+		if _, reused := zones.References(z.name); !reused {
+			deleteZoneMetrics(z.name)
+		}
+	})
+}
+
+// Destruct runs when the last config using the zone stops (not on a reload
+// that keeps the zone): requests still waiting are turned away at once with
+// 503 instead of waiting out max_wait, while requests holding a turn finish
+// within Caddy's grace period.
+func (z *zone) Destruct() error {
+	z.table.Close()
+	if z.running.Add(closedBit) == closedBit {
+		z.forgetMetrics()
+	}
+	return nil
+}
+
+// count records one request's outcome.
+func (z *zone) count(mode, result int) {
+	z.counts[mode][result].Add(1)
+	z.metrics.requests[mode][result].Inc()
+}
 
 // acquireZone returns the named zone, creating it on first use, and applies
 // limits to it: the limits of the config loaded last win, and requests
 // already queued stay queued.
 func acquireZone(name string, limits queue.Limits) *zone {
 	v, loaded, _ := zones.LoadOrNew(name, func() (caddy.Destructor, error) {
-		return &zone{table: queue.New(limits)}, nil // cannot fail
+		return &zone{name: name, table: queue.New(limits), metrics: newZoneMetrics(name)}, nil // cannot fail
 	})
 	z := v.(*zone)
 	if loaded {

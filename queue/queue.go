@@ -49,6 +49,9 @@ func (m Mode) String() string {
 // on the key.
 var ErrQueueFull = errors.New("session queue full")
 
+// ErrClosed is returned by Acquire once the table is closed.
+var ErrClosed = errors.New("session queue closed")
+
 // Limits are the per-key bounds of a Table.
 type Limits struct {
 	// MaxReaders is how many readers of one key may hold a turn together.
@@ -65,6 +68,7 @@ const shardCount = 64
 type Table struct {
 	seed   maphash.Seed
 	limits atomic.Pointer[Limits]
+	closed atomic.Bool
 	shards [shardCount]shard
 }
 
@@ -89,6 +93,7 @@ type waiter struct {
 	mode       Mode
 	since      time.Time
 	granted    bool
+	turnedAway bool // the table was closed while it waited
 	ready      chan struct{} // closed when the turn is granted
 	prev, next *waiter
 }
@@ -156,6 +161,10 @@ type Result struct {
 func (t *Table) Acquire(ctx context.Context, key string, mode Mode) (Turn, Result, error) {
 	s := t.shardFor(key)
 	s.mu.Lock()
+	if t.closed.Load() {
+		s.mu.Unlock()
+		return Turn{}, Result{}, ErrClosed
+	}
 	e := s.keys[key]
 	if e == nil {
 		e = s.newEntry(key)
@@ -182,11 +191,18 @@ func (t *Table) Acquire(ctx context.Context, key string, mode Mode) (Turn, Resul
 	res := Result{Queued: true, Ahead: ahead}
 	select {
 	case <-w.ready:
+		if w.turnedAway {
+			return Turn{}, res, ErrClosed
+		}
 		return turn, res, nil
 	case <-ctx.Done():
 	}
 
 	s.mu.Lock()
+	if w.turnedAway {
+		s.mu.Unlock()
+		return Turn{}, res, ctx.Err()
+	}
 	if w.granted {
 		// The turn arrived together with the cancellation: pass it on.
 		s.mu.Unlock()
@@ -199,6 +215,26 @@ func (t *Table) Acquire(ctx context.Context, key string, mode Mode) (Turn, Resul
 	s.releaseIfIdle(e)
 	s.mu.Unlock()
 	return Turn{}, res, ctx.Err()
+}
+
+// Close turns away every waiting request and every later one with
+// ErrClosed, for a shutdown. Requests holding a turn keep it until they
+// release it.
+func (t *Table) Close() {
+	t.closed.Store(true)
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for _, e := range s.keys {
+			for w := e.head; w != nil; w = e.head {
+				e.remove(w)
+				w.turnedAway = true
+				close(w.ready)
+			}
+			s.releaseIfIdle(e)
+		}
+		s.mu.Unlock()
+	}
 }
 
 // Release ends the turn and grants the next waiters theirs.

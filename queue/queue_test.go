@@ -520,3 +520,24 @@ func TestStatsAndBusiest(t *testing.T) {
 		t.Fatalf("Stats after release = %d, %d", keys, waiting)
 	}
 }
+
+func TestCloseTurnsWaitersAway(t *testing.T) {
+	tbl := New(Limits{MaxReaders: 1, MaxWaiting: 8})
+	ctx := context.Background()
+	holder := mustGrant(t, startAcquire(t, tbl, ctx, "s", Write))
+	waiter := startAcquire(t, tbl, ctx, "s", Write)
+	idle := startAcquire(t, tbl, ctx, "other", Read)
+	idleTurn := mustGrant(t, idle)
+	tbl.Close()
+	if a := <-waiter; !errors.Is(a.err, ErrClosed) {
+		t.Fatalf("waiter after Close: %v, want ErrClosed", a.err)
+	}
+	if _, _, err := tbl.Acquire(ctx, "new", Write); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Acquire after Close: %v, want ErrClosed", err)
+	}
+	holder.Release() // holders finish normally
+	idleTurn.Release()
+	if !isEmpty(tbl) {
+		t.Fatal("table not empty")
+	}
+}
