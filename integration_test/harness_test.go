@@ -7,6 +7,7 @@ package integration_test
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"testing"
@@ -38,6 +39,17 @@ const globalOptions = `{
 `
 
 func TestMain(m *testing.M) {
+	// Caddy listens with SO_REUSEPORT, so a second test process on this
+	// machine would bind the same ports without error and the kernel would
+	// split the connections between the two: refuse to start instead.
+	for _, addr := range []string{"127.0.0.1:9080", "127.0.0.1:2999"} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "integration tests need %s free: %v\n", addr, err)
+			os.Exit(1)
+		}
+		ln.Close()
+	}
 	code := m.Run()
 	_ = caddy.Stop()
 	os.Exit(code)
