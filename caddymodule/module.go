@@ -286,8 +286,6 @@ const (
 // went away; a client that leaves while queued is logged the same way.
 const statusClientClosedRequest = 499
 
-var errMaxWait = errors.New("max_wait elapsed")
-
 // ServeHTTP waits for the request's turn in its session's queue, runs the
 // rest of the route, and gives the turn to the next request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
@@ -332,9 +330,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Set(placeholderSession, session)
 
 	start := time.Now()
-	waitCtx, cancelWait := context.WithTimeoutCause(r.Context(), time.Duration(h.MaxWait), errMaxWait)
-	turn, res, err := z.table.Acquire(waitCtx, found.ID, qmode)
-	cancelWait()
+	turn, res, err := z.table.Acquire(r.Context(), found.ID, qmode, time.Duration(h.MaxWait))
 	waited := time.Since(start)
 	repl.Set(placeholderWaitMS, float64(waited)/float64(time.Millisecond))
 	z.metrics.wait[mode].Observe(waited.Seconds())
@@ -413,12 +409,12 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Rep
 	case errors.Is(err, queue.ErrClosed):
 		status, result = http.StatusServiceUnavailable, resultRejectedShutdown
 		err = fmt.Errorf("session_queue: zone %s is shutting down; session %s was not served", h.Zone, session)
-	case r.Context().Err() != nil:
-		status, result = statusClientClosedRequest, resultCanceled
-		err = fmt.Errorf("session_queue: client left after waiting %s for session %s: %w", waited.Round(time.Millisecond), session, context.Cause(r.Context()))
-	default:
+	case errors.Is(err, queue.ErrTimeout):
 		status, result = http.StatusServiceUnavailable, resultRejectedTimeout
 		err = fmt.Errorf("session_queue: waited %s (max_wait) for session %s behind %d requests", time.Duration(h.MaxWait), session, res.Ahead)
+	default:
+		status, result = statusClientClosedRequest, resultCanceled
+		err = fmt.Errorf("session_queue: client left after waiting %s for session %s: %w", waited.Round(time.Millisecond), session, err)
 	}
 	repl.Set(placeholderResult, resultNames[result])
 	h.zone.count(mode, result)

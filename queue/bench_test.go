@@ -15,7 +15,7 @@ func BenchmarkUncontended(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		turn, _, err := tbl.Acquire(ctx, "session", Write)
+		turn, _, err := tbl.Acquire(ctx, "session", Write, 0)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -33,7 +33,7 @@ func BenchmarkUncontendedParallel(b *testing.B) {
 		key := fmt.Sprintf("session-%d", next.Add(1))
 		ctx := context.Background()
 		for pb.Next() {
-			turn, _, err := tbl.Acquire(ctx, key, Write)
+			turn, _, err := tbl.Acquire(ctx, key, Write, 0)
 			if err != nil {
 				b.Error(err)
 				return
@@ -50,11 +50,11 @@ func BenchmarkHandoff(b *testing.B) {
 	ctx := context.Background()
 	var total time.Duration
 	for b.Loop() {
-		holder, _, _ := tbl.Acquire(ctx, "session", Write)
+		holder, _, _ := tbl.Acquire(ctx, "session", Write, 0)
 		probe := newProbe(ctx)
 		running := make(chan time.Time, 1)
 		go func() {
-			turn, _, _ := tbl.Acquire(probe, "session", Write)
+			turn, _, _ := tbl.Acquire(probe, "session", Write, 0)
 			running <- time.Now()
 			turn.Release()
 		}()

@@ -49,6 +49,9 @@ func (m Mode) String() string {
 // on the key.
 var ErrQueueFull = errors.New("session queue full")
 
+// ErrTimeout is returned by Acquire when the caller waited maxWait.
+var ErrTimeout = errors.New("waited too long for a session's turn")
+
 // ErrClosed is returned by Acquire once the table is closed.
 var ErrClosed = errors.New("session queue closed")
 
@@ -93,7 +96,7 @@ type waiter struct {
 	mode       Mode
 	since      time.Time
 	granted    bool
-	turnedAway bool // the table was closed while it waited
+	turnedAway bool          // the table was closed while it waited
 	ready      chan struct{} // closed when the turn is granted
 	prev, next *waiter
 }
@@ -154,11 +157,13 @@ type Result struct {
 	Ahead int
 }
 
-// Acquire waits for a turn of the given mode on key, in arrival order. It
-// returns ErrQueueFull at once when MaxWaiting requests already wait on the
-// key, and ctx.Err() when ctx ends first; in both cases the caller holds
-// nothing and must not call Release.
-func (t *Table) Acquire(ctx context.Context, key string, mode Mode) (Turn, Result, error) {
+// Acquire waits for a turn of the given mode on key, in arrival order, for
+// at most maxWait (no limit when maxWait <= 0). It returns ErrQueueFull at
+// once when MaxWaiting requests already wait on the key, ErrTimeout after
+// maxWait, ErrClosed when the table is closed, and ctx.Err() when ctx ends
+// first; in all these cases the caller holds nothing and must not call
+// Release. A turn granted at once costs no timer and no allocation.
+func (t *Table) Acquire(ctx context.Context, key string, mode Mode, maxWait time.Duration) (Turn, Result, error) {
 	s := t.shardFor(key)
 	s.mu.Lock()
 	if t.closed.Load() {
@@ -189,6 +194,13 @@ func (t *Table) Acquire(ctx context.Context, key string, mode Mode) (Turn, Resul
 
 	turn := Turn{table: t, shard: s, entry: e, mode: mode}
 	res := Result{Queued: true, Ahead: ahead}
+	var expired <-chan time.Time
+	if maxWait > 0 {
+		timer := time.NewTimer(maxWait)
+		defer timer.Stop()
+		expired = timer.C
+	}
+	var gaveUp error
 	select {
 	case <-w.ready:
 		if w.turnedAway {
@@ -196,25 +208,28 @@ func (t *Table) Acquire(ctx context.Context, key string, mode Mode) (Turn, Resul
 		}
 		return turn, res, nil
 	case <-ctx.Done():
+		gaveUp = ctx.Err()
+	case <-expired:
+		gaveUp = ErrTimeout
 	}
 
 	s.mu.Lock()
 	if w.turnedAway {
 		s.mu.Unlock()
-		return Turn{}, res, ctx.Err()
+		return Turn{}, res, gaveUp
 	}
 	if w.granted {
 		// The turn arrived together with the cancellation: pass it on.
 		s.mu.Unlock()
 		turn.Release()
-		return Turn{}, res, ctx.Err()
+		return Turn{}, res, gaveUp
 	}
 	e.remove(w)
 	// A writer leaving the head may let the readers behind it in.
 	t.grantLocked(e)
 	s.releaseIfIdle(e)
 	s.mu.Unlock()
-	return Turn{}, res, ctx.Err()
+	return Turn{}, res, gaveUp
 }
 
 // Close turns away every waiting request and every later one with

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 )
 
 // enqueueProbe is a context that reports when Acquire starts waiting on it:
@@ -41,7 +42,7 @@ func startAcquire(t *testing.T, tbl *Table, ctx context.Context, key string, mod
 	probe := newProbe(ctx)
 	done := make(chan acquired, 1)
 	go func() {
-		turn, res, err := tbl.Acquire(probe, key, mode)
+		turn, res, err := tbl.Acquire(probe, key, mode, 0)
 		done <- acquired{turn, res, err}
 	}()
 	select {
@@ -183,7 +184,7 @@ func TestQueueFull(t *testing.T) {
 	holder := mustGrant(t, startAcquire(t, tbl, ctx, "s", Write))
 	a := startAcquire(t, tbl, ctx, "s", Write)
 	b := startAcquire(t, tbl, ctx, "s", Read)
-	_, res, err := tbl.Acquire(ctx, "s", Read)
+	_, res, err := tbl.Acquire(ctx, "s", Read, 0)
 	if !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("third waiter: got %v, want ErrQueueFull", err)
 	}
@@ -273,7 +274,7 @@ func TestSetLimitsAdmitsWaitingReaders(t *testing.T) {
 	r1.Release()
 	tbl.SetLimits(Limits{MaxReaders: 2, MaxWaiting: 0})
 	w := mustGrant(t, startAcquire(t, tbl, ctx, "s", Write))
-	if _, _, err := tbl.Acquire(ctx, "s", Write); !errors.Is(err, ErrQueueFull) {
+	if _, _, err := tbl.Acquire(ctx, "s", Write, 0); !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("lowered MaxWaiting: got %v, want ErrQueueFull", err)
 	}
 	w.Release()
@@ -390,7 +391,14 @@ func TestStressInvariants(t *testing.T) {
 				if rng.IntN(5) == 0 {
 					cancelAfter = rng.IntN(10)
 				}
+				var maxWait time.Duration
+				if rng.IntN(6) == 0 {
+					maxWait = time.Duration(1+rng.IntN(200)) * time.Microsecond
+				}
 				i := c.arrive(mode)
+				if maxWait > 0 {
+					c.leave(i) // it may time out
+				}
 				ctx, cancel := context.WithCancel(context.Background())
 				probe := newProbe(ctx)
 				answered := make(chan struct{})
@@ -398,7 +406,7 @@ func TestStressInvariants(t *testing.T) {
 				go func() {
 					defer requests.Done()
 					defer cancel()
-					turn, _, err := tbl.Acquire(probe, key, mode)
+					turn, _, err := tbl.Acquire(probe, key, mode, maxWait)
 					if errors.Is(err, ErrQueueFull) {
 						c.leave(i) // refused: it never joined the queue
 					}
@@ -465,7 +473,7 @@ func TestStressReload(t *testing.T) {
 			for n := range 300 {
 				key := fmt.Sprintf("s%d", (g+n)%4)
 				mode := Mode(n % 2)
-				turn, _, err := tbl.Acquire(context.Background(), key, mode)
+				turn, _, err := tbl.Acquire(context.Background(), key, mode, 0)
 				if err != nil {
 					t.Errorf("acquire: %v", err)
 					return
@@ -532,11 +540,30 @@ func TestCloseTurnsWaitersAway(t *testing.T) {
 	if a := <-waiter; !errors.Is(a.err, ErrClosed) {
 		t.Fatalf("waiter after Close: %v, want ErrClosed", a.err)
 	}
-	if _, _, err := tbl.Acquire(ctx, "new", Write); !errors.Is(err, ErrClosed) {
+	if _, _, err := tbl.Acquire(ctx, "new", Write, 0); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Acquire after Close: %v, want ErrClosed", err)
 	}
 	holder.Release() // holders finish normally
 	idleTurn.Release()
+	if !isEmpty(tbl) {
+		t.Fatal("table not empty")
+	}
+}
+
+func TestMaxWaitTimesOut(t *testing.T) {
+	tbl := New(Limits{MaxReaders: 1, MaxWaiting: 8})
+	ctx := context.Background()
+	holder := mustGrant(t, startAcquire(t, tbl, ctx, "s", Write))
+	// The holder keeps its turn until after the waiter has given up, so
+	// the timeout is certain, however slow the machine.
+	_, res, err := tbl.Acquire(ctx, "s", Read, time.Millisecond)
+	if !errors.Is(err, ErrTimeout) || !res.Queued {
+		t.Fatalf("got %v (queued %v), want ErrTimeout after queueing", err, res.Queued)
+	}
+	if _, waiting := tbl.Stats(); waiting != 0 {
+		t.Fatalf("%d still waiting after the timeout", waiting)
+	}
+	holder.Release()
 	if !isEmpty(tbl) {
 		t.Fatal("table not empty")
 	}
