@@ -509,6 +509,9 @@ func TestStatsAndBusiest(t *testing.T) {
 	b := mustGrant(t, startAcquire(t, tbl, ctx, "b", Read))
 	waitA1 := startAcquire(t, tbl, ctx, "a", Read)
 	waitA2 := startAcquire(t, tbl, ctx, "a", Write)
+	if !tbl.Busy("a") || !tbl.Busy("b") || tbl.Busy("c") {
+		t.Fatal("Busy does not match the holders")
+	}
 	if keys, waiting := tbl.Stats(); keys != 2 || waiting != 2 {
 		t.Fatalf("Stats = %d keys, %d waiting; want 2, 2", keys, waiting)
 	}

@@ -17,6 +17,15 @@ type KeyStats struct {
 	OldestWaitSince time.Time
 }
 
+// Busy reports whether requests hold or wait on key.
+func (t *Table) Busy(key string) bool {
+	s := t.shardFor(key)
+	s.mu.Lock()
+	_, busy := s.keys[key]
+	s.mu.Unlock()
+	return busy
+}
+
 // Stats counts the busy keys and the requests waiting on them. It visits
 // every shard, one at a time, so it is a consistent view of each shard but
 // not of the whole table; meant for monitoring, not for decisions.
