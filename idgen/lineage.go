@@ -1,0 +1,344 @@
+package idgen
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+)
+
+// Lineages remembers session ID regenerations, so that the IDs a session
+// has had share one queue and a client's stale ID can be forwarded to the
+// one that replaced it.
+//
+// A lineage is the set of IDs linked by regenerations: a response that sets
+// ID B to a request that carried ID A links A to B. All IDs of a lineage
+// resolve to its root, the ID it started from, and the caller queues every
+// request under its root: the queue key must not change while requests are
+// queued under it, and those that were queued before the regeneration are
+// queued under the old ID. Each regenerated ID also remembers which ID
+// replaced it, when, and for which client address, for Forward.
+//
+// Bounds: the links live in an LRU of capacity IDs, least recently linked
+// first out. An ID whose lineage is busy (its root's queue has holders or
+// waiters, as reported by the busy function, or a Pin is held on it) is
+// never forgotten: when it is pushed out of the LRU it moves to a side
+// table, a few entries of which are checked again at each Link and dropped
+// once their lineage is idle. The side table is thus bounded by the busy
+// queues, that is by the requests in flight, times maxLineageMembers, the
+// most IDs one lineage keeps (a session regenerating without pause
+// forgets its oldest IDs).
+//
+// Concurrency contract: every method is safe for concurrent use. Resolve
+// and Forward, called on every request, share a read lock; Link and Unlink,
+// called on the responses that change the session cookie, take it
+// exclusively. The busy function is called with that lock held, so it must
+// be quick and must not call back into the Lineages. IDs are kept raw, in
+// memory only; none is logged or returned anywhere but to the caller.
+type Lineages struct {
+	grace time.Duration
+	busy  func(root string) bool
+
+	mu       sync.RWMutex
+	capacity int
+	// recent maps each remembered ID to its member entry.
+	recent *simplelru.LRU[string, *member]
+	// kept holds the members pushed out of recent while their lineage was
+	// busy.
+	kept map[string]*member
+}
+
+// maxLineageMembers is the most IDs one lineage keeps; a chain of
+// regenerations longer than that forgets its oldest IDs, whose clients
+// have long moved on.
+const maxLineageMembers = 16
+
+// keptChecksPerLink is how many entries of the side table each Link checks
+// for a lineage gone idle. Each Link adds at most two, so the idle part of
+// the side table shrinks faster than it can grow.
+const keptChecksPerLink = 4
+
+type lineage struct {
+	// root is the first ID of the lineage, the key its requests queue
+	// under; it stays the root even once that ID itself is forgotten.
+	root string
+	// members are the IDs remembered, in the order they (last) joined.
+	// Invariant: a member's next is nil or a member that joined after it,
+	// so following next always ends, within len(members) steps.
+	members []*member
+	// pins counts the Pins held on the lineage.
+	pins atomic.Int32
+}
+
+type member struct {
+	id      string
+	lineage *lineage
+	// next is the ID this one was regenerated into, nil while it has not
+	// been, or once a logout ended the link. replacedAt and replacedBy are
+	// when that happened and the client address of the request that
+	// regenerated it.
+	next       *member
+	replacedAt time.Time
+	replacedBy string
+}
+
+// NewLineages returns an empty table remembering up to capacity IDs (more
+// while their lineages are busy). grace is how long after a regeneration a
+// request carrying the old ID is still forwarded (regenerate_grace). busy
+// reports whether requests hold or wait in the queue of a lineage's root ID;
+// the caller maps the root to its queue key as it does for Acquire.
+func NewLineages(capacity int, grace time.Duration, busy func(root string) bool) (*Lineages, error) {
+	if capacity < 1 {
+		return nil, errors.New("lineage capacity must be at least 1")
+	}
+	if grace < 0 {
+		return nil, errors.New("regeneration grace must not be negative")
+	}
+	if busy == nil {
+		return nil, errors.New("lineages need a busy function")
+	}
+	// No eviction callback: evictions are made by hand in makeRoom, which
+	// decides whether an entry goes to kept.
+	recent, err := simplelru.NewLRU[string, *member](capacity, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Lineages{
+		grace:    grace,
+		busy:     busy,
+		capacity: capacity,
+		recent:   recent,
+		kept:     make(map[string]*member),
+	}, nil
+}
+
+// Pin keeps a lineage from being forgotten while a request is between
+// Resolve and its queue's Acquire, when the queue may not look busy yet.
+// Release it exactly once, after Acquire has returned (whatever it
+// returned), or at the end of the request. The zero Pin holds nothing and
+// its Release does nothing.
+type Pin struct {
+	lineage *lineage
+}
+
+// Release gives the pin back.
+func (p Pin) Release() {
+	if p.lineage != nil {
+		p.lineage.pins.Add(-1)
+	}
+}
+
+// Resolve returns the root of id's lineage, the ID to derive the queue key
+// from, or id itself when it has none. When the root differs from id, the
+// lineage is pinned until pin is released: without the pin, the lineage
+// could be forgotten before the request is queued, and another request
+// carrying id would then queue under id itself, beside this one.
+func (l *Lineages) Resolve(id string) (root string, pin Pin) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	m := l.lookup(id)
+	if m == nil || m.lineage.root == id {
+		return id, Pin{}
+	}
+	m.lineage.pins.Add(1)
+	return m.lineage.root, Pin{m.lineage}
+}
+
+// Forward returns the ID a request carrying id should be sent upstream
+// with: the newest ID that id was regenerated into. ok is false, and the
+// request keeps its own ID, unless
+//   - id has been regenerated and no logout ended the link since,
+//   - client is the address of the request that regenerated it, so that
+//     nobody else holding the old ID (a session fixation) is given the new
+//     one, and
+//   - the request arrived no later than grace after the regeneration. A
+//     request that arrived earlier was waiting when the regeneration came
+//     back, and is forwarded however long it waited.
+//
+// Call it once the request's turn is granted, with arrived the time the
+// request arrived. The chain is followed only through regenerations made
+// for the same client.
+func (l *Lineages) Forward(id, client string, arrived time.Time) (newID string, ok bool) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	m := l.lookup(id)
+	if m == nil || m.next == nil || m.replacedBy != client || arrived.Sub(m.replacedAt) > l.grace {
+		return "", false
+	}
+	newest := m.next
+	for range maxLineageMembers {
+		if newest.next == nil || newest.replacedBy != client {
+			break
+		}
+		newest = newest.next
+	}
+	return newest.id, true
+}
+
+// Link records that a response set the session cookie to newID for a
+// request that was sent upstream with oldID (after any Forward rewrite), at
+// time now, for a request from client. Call it before the response headers
+// are passed on, so that no request carrying newID can arrive before the
+// link exists. Both IDs must have passed Validate.
+//
+// newID joins oldID's lineage, or a new lineage rooted at oldID. When oldID
+// was already regenerated for another client, newID joins the lineage but
+// oldID keeps forwarding to what it was first regenerated into: another
+// client does not take over its forwarding. Linking an ID again into the
+// same lineage (a backend that hands back an older ID) makes it the newest.
+//
+// ok is false, and nothing changes, when the IDs are equal or newID already
+// belongs to another lineage: a backend issuing an ID that another session
+// has had is a duplicate (see DuplicateTracker), and merging the two
+// lineages would let one session's requests overlap the other's.
+func (l *Lineages) Link(oldID, newID, client string, now time.Time) (ok bool) {
+	if oldID == newID {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.checkKept()
+
+	from, to := l.lookup(oldID), l.lookup(newID)
+	switch {
+	case from == nil && to != nil:
+		return false
+	case from == nil:
+		lin := &lineage{root: oldID}
+		from = &member{id: oldID, lineage: lin}
+		lin.members = append(lin.members, from)
+	case to != nil && to.lineage != from.lineage:
+		return false
+	}
+	lin := from.lineage
+	if to == nil {
+		to = &member{id: newID, lineage: lin}
+	} else {
+		lin.removeMember(to)
+		to.next = nil
+	}
+	lin.members = append(lin.members, to)
+	if from.next == nil || from.replacedBy == client {
+		from.next, from.replacedAt, from.replacedBy = to, now, client
+	}
+	l.touch(from)
+	l.touch(to)
+	if len(lin.members) > maxLineageMembers {
+		l.forget(lin.members[0])
+	}
+	return true
+}
+
+// Unlink ends the links of id's lineage, for a response that deleted the
+// session cookie of a request sent upstream with id (a logout): no ID of
+// the lineage is forwarded any more, and requests still waiting keep their
+// own IDs. While the lineage is busy its IDs still resolve to its root, so
+// that requests carrying them keep out of those running; an idle lineage
+// is forgotten at once.
+func (l *Lineages) Unlink(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := l.lookup(id)
+	if m == nil {
+		return
+	}
+	lin := m.lineage
+	if !l.held(lin) {
+		for _, x := range lin.members {
+			l.recent.Remove(x.id)
+			delete(l.kept, x.id)
+		}
+		lin.members = nil
+		return
+	}
+	for _, x := range lin.members {
+		x.next = nil
+	}
+}
+
+// lookup returns id's member entry, or nil. It does not change the LRU
+// order, so that it can run under the read lock.
+func (l *Lineages) lookup(id string) *member {
+	if m, ok := l.recent.Peek(id); ok {
+		return m
+	}
+	return l.kept[id]
+}
+
+// held reports whether lin must not be forgotten.
+func (l *Lineages) held(lin *lineage) bool {
+	return lin.pins.Load() > 0 || l.busy(lin.root)
+}
+
+// touch makes m the most recently linked entry of recent.
+func (l *Lineages) touch(m *member) {
+	if _, ok := l.recent.Get(m.id); ok {
+		return
+	}
+	delete(l.kept, m.id)
+	l.makeRoom(m.lineage)
+	l.recent.Add(m.id, m)
+}
+
+// makeRoom frees a place in recent, if it is full, by pushing out its least
+// recently linked entry: to kept when its lineage is held or is protect
+// (the one being linked, whose request holds its turn), else for good.
+func (l *Lineages) makeRoom(protect *lineage) {
+	if l.recent.Len() < l.capacity {
+		return
+	}
+	id, m, _ := l.recent.RemoveOldest()
+	if m.lineage == protect || l.held(m.lineage) {
+		l.kept[id] = m
+		return
+	}
+	l.forget(m)
+}
+
+// checkKept forgets a few entries of kept whose lineages have gone idle.
+// Go's map iteration starts at a random place, so every entry gets checked
+// in time.
+func (l *Lineages) checkKept() {
+	checked := 0
+	for _, m := range l.kept {
+		if checked == keptChecksPerLink {
+			return
+		}
+		checked++
+		if !l.held(m.lineage) {
+			l.forget(m)
+		}
+	}
+}
+
+// forget removes m from the table and from its lineage. A member that was
+// regenerated into m is pointed past it when the same client made both
+// regenerations, so that it still forwards to the newest ID; otherwise its
+// link ends with m.
+func (l *Lineages) forget(m *member) {
+	l.recent.Remove(m.id)
+	delete(l.kept, m.id)
+	lin := m.lineage
+	lin.removeMember(m)
+	for _, x := range lin.members {
+		if x.next != m {
+			continue
+		}
+		if x.replacedBy == m.replacedBy {
+			x.next = m.next
+		} else {
+			x.next = nil
+		}
+	}
+}
+
+func (lin *lineage) removeMember(m *member) {
+	for i, x := range lin.members {
+		if x == m {
+			lin.members = append(lin.members[:i], lin.members[i+1:]...)
+			return
+		}
+	}
+}
