@@ -41,6 +41,11 @@ func parseCaddyfile(helper httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 //		retry_after <duration>
 //		max_hold    <duration>
 //		zone        <name>
+//		key_pattern      <regexp>
+//		regenerate_grace <duration>
+//		track_window     <duration>
+//		on_duplicate     log|reject
+//		mint             php|hex|base64url [<length> [<bits_per_character>]]
 //	}
 //
 // read_only takes a @named matcher, a path, matchers written inline
@@ -141,6 +146,55 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, namedMatcher matcherToken) e
 			case "max_hold":
 				h.MaxHold = dur
 			}
+
+		case "regenerate_grace", "track_window":
+			dur, err := durationArg(d, option)
+			if err != nil {
+				return err
+			}
+			if option == "regenerate_grace" {
+				h.RegenerateGrace = dur
+			} else {
+				h.TrackWindow = dur
+			}
+
+		case "on_duplicate":
+			if !d.NextArg() {
+				return d.Errf("session_queue: on_duplicate: needs log or reject")
+			}
+			if v := d.Val(); v != "log" && v != "reject" {
+				return d.Errf("session_queue: on_duplicate: want log or reject, got %q", v)
+			}
+			h.OnDuplicate = d.Val()
+			if d.NextArg() {
+				return d.Errf("session_queue: on_duplicate: takes one value, got also %q", d.Val())
+			}
+
+		case "key_pattern":
+			if !d.NextArg() {
+				return d.Errf("session_queue: key_pattern: needs a regular expression")
+			}
+			h.KeyPattern = d.Val()
+			if d.NextArg() {
+				return d.Errf("session_queue: key_pattern: takes one regular expression, got also %q (quote it)", d.Val())
+			}
+
+		case "mint":
+			args := d.RemainingArgs()
+			if len(args) == 0 || len(args) > 3 {
+				return d.Errf("session_queue: mint: want <format> [<length> [<bits_per_character>]]")
+			}
+			mint := &MintConfig{Format: args[0]}
+			for i, field := range []*int{&mint.Length, &mint.BitsPerCharacter} {
+				if len(args) > i+1 {
+					n, err := strconv.Atoi(args[i+1])
+					if err != nil {
+						return d.Errf("session_queue: mint: invalid number %q", args[i+1])
+					}
+					*field = n
+				}
+			}
+			h.Mint = mint
 
 		case "zone":
 			if !d.NextArg() {

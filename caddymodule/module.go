@@ -33,6 +33,10 @@ var (
 	DefaultMaxWait    = 30 * time.Second
 	DefaultRetryAfter = time.Second
 	DefaultZone       = "default"
+	// DefaultRegenerateGrace and DefaultTrackWindow apply to
+	// regenerate_grace and track_window.
+	DefaultRegenerateGrace = 2 * time.Second
+	DefaultTrackWindow     = 24 * time.Hour
 )
 
 // Handler serializes the requests of one user session: requests that carry
@@ -119,6 +123,43 @@ type Handler struct {
 	// request ends.
 	MaxHold caddy.Duration `json:"max_hold,omitempty"`
 
+	// KeyPattern is a regular expression with one capturing group: the
+	// part of the session ID it captures is the queue key, for IDs that
+	// carry more than the session's identity (Zend Server Session
+	// Clustering IDs change their server fields when a session moves). An
+	// ID it does not match is keyed by itself. Default: the whole ID.
+	KeyPattern string `json:"key_pattern,omitempty"`
+
+	// RegenerateGrace is how long after a response regenerated a session
+	// ID (set the session cookie to a new value for a request carrying the
+	// old one) a request from the same client address still carrying the
+	// old ID is forwarded with the new one. Requests that were waiting when
+	// the regeneration came back are always forwarded. Outside the window
+	// the old ID is passed on untouched, which keeps regeneration's
+	// protection against session fixation. Default: 2s.
+	RegenerateGrace caddy.Duration `json:"regenerate_grace,omitempty"`
+
+	// TrackWindow is how long an ID that a client presented or was issued
+	// is remembered (as a keyed hash) to spot the backend issuing the same
+	// ID to another client. Default: 24h.
+	TrackWindow caddy.Duration `json:"track_window,omitempty"`
+
+	// OnDuplicate is what happens when the backend issues a session ID that
+	// another client used within track_window: "log" logs it at error level
+	// with both clients and the session's hash; "reject" also replaces the
+	// response with 502, so the second client never receives the first
+	// one's session. Both count it in duplicates_total. Default: "log".
+	OnDuplicate string `json:"on_duplicate,omitempty"`
+
+	// Mint, when set, gives a request without a session ID a new one from
+	// crypto/rand in the backend's format: it is added to the request's
+	// Cookie header, and set on the response (HttpOnly, SameSite=Lax, Path=/,
+	// Secure over HTTPS) unless the backend sets the cookie itself. Only
+	// backends that accept a client-chosen ID use it (PHP with
+	// session.use_strict_mode off; with strict mode on, PHP replaces it and
+	// the regeneration rule takes over). Default: off.
+	Mint *MintConfig `json:"mint,omitempty"`
+
 	// Zone names the table of queues this handler uses. Handlers with the
 	// same zone share their sessions' queues (use one zone for every site
 	// that fronts the same session store); the queues live on across config
@@ -126,15 +167,29 @@ type Handler struct {
 	// loaded wins. Default: "default".
 	Zone string `json:"zone,omitempty"`
 
-	source   idgen.Source
-	readOnly caddyhttp.MatcherSets
-	bypass   caddyhttp.MatcherSets
-	zone     *zone
+	source     idgen.Source
+	readOnly   caddyhttp.MatcherSets
+	bypass     caddyhttp.MatcherSets
+	keyPattern idgen.KeyPattern
+	minter     *idgen.Minter
+	zone       *zone
 	// inZone is whether this handler holds a reference on its zone; only
 	// Provision and Cleanup touch it, as requests may still be running in
 	// this handler when Caddy cleans it up after a reload.
 	inZone bool
 	logger *zap.Logger
+}
+
+// MintConfig says how session IDs are minted.
+type MintConfig struct {
+	// Format is "php", "hex" (CGI::Session's MD5-style IDs) or "base64url".
+	Format string `json:"format"`
+	// Length is the ID's length in characters. Default: the format's own
+	// (php 32, as session.sid_length; hex 32; base64url 22, 128 bits).
+	Length int `json:"length,omitempty"`
+	// BitsPerCharacter is PHP's session.sid_bits_per_character (4, 5 or
+	// 6), for the php format only. Default: 4.
+	BitsPerCharacter int `json:"bits_per_character,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -167,8 +222,31 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Zone == "" {
 		h.Zone = DefaultZone
 	}
+	if h.RegenerateGrace == 0 {
+		h.RegenerateGrace = caddy.Duration(DefaultRegenerateGrace)
+	}
+	if h.TrackWindow == 0 {
+		h.TrackWindow = caddy.Duration(DefaultTrackWindow)
+	}
+	if h.OnDuplicate == "" {
+		h.OnDuplicate = "log"
+	}
 	if err := h.validate(); err != nil {
 		return err
+	}
+	if h.KeyPattern != "" {
+		pattern, err := idgen.CompileKeyPattern(h.KeyPattern)
+		if err != nil {
+			return fmt.Errorf("session_queue: key_pattern: %v", err)
+		}
+		h.keyPattern = pattern
+	}
+	if h.Mint != nil {
+		minter, err := idgen.NewMinter(h.Mint.Format, h.Mint.Length, h.Mint.BitsPerCharacter)
+		if err != nil {
+			return fmt.Errorf("session_queue: mint: %v", err)
+		}
+		h.minter = &minter
 	}
 	h.source = idgen.Source{Cookies: h.Cookies, Query: h.Query, Headers: h.Header}
 
@@ -197,7 +275,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 
-	h.zone = acquireZone(h.Zone, queue.Limits{MaxReaders: h.MaxReaders, MaxWaiting: h.MaxWaiting})
+	z, err := acquireZone(h.Zone, zoneSettings{
+		limits:          queue.Limits{MaxReaders: h.MaxReaders, MaxWaiting: h.MaxWaiting},
+		keyPattern:      h.keyPattern,
+		regenerateGrace: time.Duration(h.RegenerateGrace),
+		trackWindow:     time.Duration(h.TrackWindow),
+	})
+	if err != nil {
+		return fmt.Errorf("session_queue: zone %q: %v", h.Zone, err)
+	}
+	h.zone = z
 	h.inZone = true
 	return nil
 }
@@ -235,6 +322,15 @@ func (h *Handler) validate() error {
 	}
 	if h.MaxHold < 0 {
 		return fmt.Errorf("session_queue: max_hold: must not be negative, got %s", time.Duration(h.MaxHold))
+	}
+	if h.RegenerateGrace < 0 {
+		return fmt.Errorf("session_queue: regenerate_grace: must not be negative, got %s", time.Duration(h.RegenerateGrace))
+	}
+	if h.TrackWindow < 0 {
+		return fmt.Errorf("session_queue: track_window: must not be negative, got %s", time.Duration(h.TrackWindow))
+	}
+	if h.OnDuplicate != "log" && h.OnDuplicate != "reject" {
+		return fmt.Errorf("session_queue: on_duplicate: want log or reject, got %q", h.OnDuplicate)
 	}
 	return nil
 }
@@ -300,19 +396,36 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			c.Write(zap.String("reason", err.Error()))
 		}
 	}
-	if ok && err == nil {
-		bypass, err := h.bypasses(r)
-		if err != nil {
-			return caddyhttp.Error(http.StatusInternalServerError, err)
-		}
-		ok = !bypass
+	bypass, err := h.bypasses(r)
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	if !ok || err != nil {
+	sreq := sessionRequest{client: clientAddress(r), secure: r.TLS != nil}
+	if !ok && !bypass && h.minter != nil {
+		found = idgen.Found{ID: h.minter.Mint(), Kind: "cookie", Name: h.Cookies[0]}
+		ok, sreq.minted = true, true
+		setRequestCookie(r, found.Name, found.ID)
+	}
+	if found.Kind == "cookie" && found.ID != "" {
+		sreq.cookie, sreq.upstreamID = found.Name, found.ID
+		if !sreq.minted {
+			h.zone.tracker.Presented(found.ID, sreq.client, time.Now())
+		}
+	}
+	if !ok || found.ID == "" || bypass {
 		repl.Set(placeholderMode, modeNames[modeBypass])
 		z.count(modeBypass, resultImmediate)
 		z.metrics.inFlight[modeBypass].Inc()
 		defer z.metrics.inFlight[modeBypass].Dec()
-		return next.ServeHTTP(w, r)
+		if bypass {
+			return next.ServeHTTP(w, r)
+		}
+		// A request without a session may be issued one.
+		sw := &sessionWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, req: sreq}
+		if err := next.ServeHTTP(sw, r); err != nil {
+			return err
+		}
+		return sw.err()
 	}
 
 	mode, qmode := modeWriter, queue.Write
@@ -330,7 +443,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Set(placeholderSession, session)
 
 	start := time.Now()
-	turn, res, err := z.table.Acquire(r.Context(), found.ID, qmode, time.Duration(h.MaxWait))
+	root, pin := z.lineages.Resolve(found.ID)
+	turn, res, err := z.table.Acquire(r.Context(), z.queueKey(root), qmode, time.Duration(h.MaxWait))
+	pin.Release()
 	waited := time.Since(start)
 	repl.Set(placeholderWaitMS, float64(waited)/float64(time.Millisecond))
 	z.metrics.wait[mode].Observe(waited.Seconds())
@@ -349,7 +464,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	z.count(mode, result)
 	z.metrics.inFlight[mode].Inc()
 	defer z.metrics.inFlight[mode].Dec()
-	return h.serveHolding(w, r, next, turn, session)
+	if sreq.cookie != "" && !sreq.minted {
+		// Requests that waited behind a regeneration, or that the same
+		// client sent with the old ID just after it, go up with the new ID.
+		if newID, forwarded := z.lineages.Forward(found.ID, sreq.client, start); forwarded {
+			setRequestCookie(r, sreq.cookie, newID)
+			sreq.upstreamID = newID
+		}
+	}
+	sw := &sessionWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, req: sreq}
+	if err := h.serveHolding(sw, r, next, turn, session); err != nil {
+		return err
+	}
+	return sw.err()
 }
 
 // bypasses reports whether a request with a session ID skips the queue:

@@ -3,9 +3,11 @@ package caddymodule
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/sessionqueue/caddy-session-queue/idgen"
 	"github.com/sessionqueue/caddy-session-queue/queue"
 )
 
@@ -18,9 +20,17 @@ var zones = caddy.NewUsagePool()
 
 // zone is the shared state of one zone.
 type zone struct {
-	name    string
-	table   *queue.Table
-	metrics zoneMetrics
+	name  string
+	table *queue.Table
+	// lineages links regenerated IDs to the ID their session started
+	// with, whose queue they share; tracker remembers which client used
+	// which ID, to spot duplicates.
+	lineages *idgen.Lineages
+	tracker  *idgen.DuplicateTracker
+	// keyPattern is the key_pattern of the config loaded last; lineages
+	// need it to find a root's queue.
+	keyPattern atomic.Pointer[idgen.KeyPattern]
+	metrics    zoneMetrics
 	// counts mirror requests_total for the admin API.
 	counts      [modeCount][resultCount]atomic.Uint64
 	holdExpired atomic.Uint64
@@ -72,19 +82,57 @@ func (z *zone) count(mode, result int) {
 	z.metrics.requests[mode][result].Inc()
 }
 
+// How many IDs a zone remembers: regeneration links (more while their
+// sessions are busy; about 190 bytes each, 19 MB when full) and IDs seen,
+// for duplicate detection (about 135 bytes each, 27 MB when full).
+const (
+	maxLinkedIDs  = 100_000
+	maxTrackedIDs = 200_000
+)
+
+// zoneSettings are the settings a zone takes from the handlers using it.
+// Limits and key_pattern follow the config loaded last; regenerate_grace
+// and track_window are fixed when the zone is created.
+type zoneSettings struct {
+	limits          queue.Limits
+	keyPattern      idgen.KeyPattern
+	regenerateGrace time.Duration
+	trackWindow     time.Duration
+}
+
 // acquireZone returns the named zone, creating it on first use, and applies
-// limits to it: the limits of the config loaded last win, and requests
-// already queued stay queued.
-func acquireZone(name string, limits queue.Limits) *zone {
-	v, loaded, _ := zones.LoadOrNew(name, func() (caddy.Destructor, error) {
-		return &zone{name: name, table: queue.New(limits), metrics: newZoneMetrics(name)}, nil // cannot fail
+// the settings to it; requests already queued stay queued.
+func acquireZone(name string, settings zoneSettings) (*zone, error) {
+	v, loaded, err := zones.LoadOrNew(name, func() (caddy.Destructor, error) {
+		z := &zone{name: name, table: queue.New(settings.limits), metrics: newZoneMetrics(name)}
+		z.keyPattern.Store(&settings.keyPattern)
+		var err error
+		z.lineages, err = idgen.NewLineages(maxLinkedIDs, settings.regenerateGrace, func(root string) bool {
+			return z.table.Busy(z.queueKey(root))
+		})
+		if err != nil {
+			return nil, err
+		}
+		z.tracker, err = idgen.NewDuplicateTracker(maxTrackedIDs, settings.trackWindow)
+		if err != nil {
+			return nil, err
+		}
+		return z, nil
 	})
+	if err != nil {
+		return nil, err
+	}
 	z := v.(*zone)
 	if loaded {
-		z.table.SetLimits(limits)
+		z.table.SetLimits(settings.limits)
+		z.keyPattern.Store(&settings.keyPattern)
 	}
-	return z
+	return z, nil
 }
+
+// queueKey is the key of the queue that the requests of a lineage rooted
+// at root wait in.
+func (z *zone) queueKey(root string) string { return z.keyPattern.Load().Key(root) }
 
 // releaseZone gives back one reference taken by acquireZone.
 func releaseZone(name string) {

@@ -1,0 +1,219 @@
+package caddymodule
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/sessionqueue/caddy-session-queue/idgen"
+)
+
+// sessionRequest is what the response side needs to know about a request
+// that went upstream with a session ID, or with none.
+type sessionRequest struct {
+	// cookie is the name of the session cookie the request carried, or
+	// "" when it carried no session cookie.
+	cookie string
+	// upstreamID is the ID sent upstream, after any forwarding rewrite or
+	// minting; "" when none was.
+	upstreamID string
+	// minted is true when upstreamID was made here.
+	minted bool
+	client string
+	// secure is true over HTTPS, where a minted cookie gets Secure.
+	secure bool
+}
+
+// clientAddress is the client's IP as Caddy determined it (honouring
+// trusted_proxies), the address regeneration forwarding and duplicate
+// detection compare.
+func clientAddress(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok {
+		return ip
+	}
+	return r.RemoteAddr
+}
+
+// setRequestCookie makes the request carry name=value: the first cookie of
+// that name (the one the backend reads) is given the value, or the cookie
+// is appended when there is none. The other cookies are left as they were,
+// in one Cookie field, since FastCGI joins several fields with commas.
+func setRequestCookie(r *http.Request, name, value string) {
+	lines := r.Header["Cookie"]
+	for i, line := range lines {
+		rest := line
+		offset := 0
+		for rest != "" {
+			part, after, _ := strings.Cut(rest, ";")
+			if k, _, hasValue := strings.Cut(part, "="); hasValue && strings.TrimSpace(k) == name {
+				start := offset + strings.Index(part, "=") + 1
+				end := offset + len(part)
+				lines[i] = line[:start] + value + line[end:]
+				return
+			}
+			offset += len(part) + 1
+			rest = after
+		}
+	}
+	if len(lines) == 0 {
+		r.Header.Set("Cookie", name+"="+value)
+		return
+	}
+	lines[len(lines)-1] += "; " + name + "=" + value
+}
+
+// sessionWriter watches the response for what it does to the session
+// cookie, before the headers go out: a new value for a request that carried
+// an ID is a regeneration, a value for a request that carried none is an
+// issued ID (checked for duplicates), a deletion is a logout. It also sets
+// the cookie of a minted ID, and swallows a response whose duplicate ID must
+// not reach the client.
+type sessionWriter struct {
+	*caddyhttp.ResponseWriterWrapper
+	h          *Handler
+	req        sessionRequest
+	checked    bool
+	duplicated error // set when the response is replaced by a 502
+}
+
+func (w *sessionWriter) WriteHeader(status int) {
+	if status >= 200 && !w.checked {
+		w.checked = true
+		w.inspect()
+	}
+	if w.duplicated != nil {
+		return
+	}
+	w.ResponseWriterWrapper.WriteHeader(status)
+}
+
+func (w *sessionWriter) Write(p []byte) (int, error) {
+	if !w.checked {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.duplicated != nil {
+		return len(p), nil
+	}
+	return w.ResponseWriterWrapper.Write(p)
+}
+
+func (w *sessionWriter) ReadFrom(r io.Reader) (int64, error) {
+	if !w.checked {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.duplicated != nil {
+		return io.Copy(io.Discard, r)
+	}
+	return w.ResponseWriterWrapper.ReadFrom(r)
+}
+
+// FlushError keeps a flush from sending the headers of a response that is
+// being replaced.
+func (w *sessionWriter) FlushError() error {
+	if w.duplicated != nil {
+		return nil
+	}
+	if !w.checked {
+		w.WriteHeader(http.StatusOK)
+		if w.duplicated != nil {
+			return nil
+		}
+	}
+	return http.NewResponseController(w.ResponseWriterWrapper.ResponseWriter).Flush()
+}
+
+// err is the error that replaces a withheld response (on_duplicate reject),
+// or nil.
+func (w *sessionWriter) err() error {
+	if w.duplicated != nil {
+		return caddyhttp.Error(http.StatusBadGateway, w.duplicated)
+	}
+	return nil
+}
+
+// inspect applies the response's Set-Cookie for the session cookie.
+func (w *sessionWriter) inspect() {
+	h, z, now := w.h, w.h.zone, time.Now()
+	names := h.Cookies
+	if w.req.cookie != "" && !w.req.minted {
+		names = []string{w.req.cookie}
+	}
+	for _, name := range names {
+		action, value, err := idgen.ResponseCookie(w.Header(), name, now)
+		if err != nil {
+			if c := h.logger.Check(zapcore.DebugLevel, "response sets a session ID that is not tracked"); c != nil {
+				c.Write(zap.String("reason", err.Error()))
+			}
+			continue
+		}
+		switch {
+		case action == idgen.CookieDeleted && w.req.upstreamID != "" && !w.req.minted:
+			z.lineages.Unlink(w.req.upstreamID)
+		case action == idgen.CookieSet && value == w.req.upstreamID:
+			// The backend confirms the ID it was sent (a minted one, say).
+		case action == idgen.CookieSet && w.req.upstreamID != "" && !w.req.minted:
+			w.regenerated(value, now)
+		case action == idgen.CookieSet:
+			w.issued(name, value, now)
+		default:
+			continue
+		}
+		return
+	}
+	if w.req.minted {
+		http.SetCookie(w, &http.Cookie{
+			Name: w.req.cookie, Value: w.req.upstreamID, Path: "/",
+			HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: w.req.secure,
+		})
+	}
+}
+
+// regenerated links a new ID to the one the request went up with. The new
+// ID is issued to a client that did not present it, so it is checked for
+// duplicates first: a colliding ID must not join this session's queue.
+func (w *sessionWriter) regenerated(newID string, now time.Time) {
+	z := w.h.zone
+	if w.issued(w.req.cookie, newID, now) {
+		return
+	}
+	if !z.lineages.Link(w.req.upstreamID, newID, w.req.client, now) {
+		return // newID belongs to another lineage; not followed
+	}
+	z.metrics.regenerated.Inc()
+	if c := w.h.logger.Check(zapcore.DebugLevel, "session ID regenerated; following it"); c != nil {
+		c.Write(zap.String("session", idgen.Hash(w.req.upstreamID)), zap.String("new_session", idgen.Hash(newID)))
+	}
+}
+
+// issued checks an ID the backend hands to a client against those other
+// clients presented or were issued within track_window, and reports whether
+// it is a duplicate.
+func (w *sessionWriter) issued(name, id string, now time.Time) (duplicate bool) {
+	z := w.h.zone
+	dup, found := z.tracker.Issued(id, w.req.client, now)
+	if !found {
+		return false
+	}
+	z.metrics.duplicates.Inc()
+	w.h.logger.Error("backend issued a session ID that another client uses",
+		zap.String("session", dup.Hash),
+		zap.String("cookie", name),
+		zap.String("first_client", dup.FirstClient),
+		zap.String("second_client", w.req.client),
+		zap.Time("first_seen", dup.FirstSeen),
+		zap.String("on_duplicate", w.h.OnDuplicate))
+	if w.h.OnDuplicate == "reject" {
+		w.duplicated = fmt.Errorf("session_queue: backend issued session %s to %s, which %s used within track_window; response withheld",
+			dup.Hash, w.req.client, dup.FirstClient)
+		for k := range w.Header() {
+			delete(w.Header(), k)
+		}
+	}
+	return true
+}
