@@ -54,8 +54,10 @@ type zoneStatus struct {
 	Waiting  int `json:"waiting"`
 	// Requests counts requests since the zone was created, by mode and
 	// result, as caddy_session_queue_requests_total does.
-	Requests    map[string]map[string]uint64 `json:"requests"`
-	HoldExpired uint64                       `json:"hold_expired"`
+	Requests      map[string]map[string]uint64 `json:"requests"`
+	HoldExpired   uint64                       `json:"hold_expired"`
+	Regenerations uint64                       `json:"regenerations"`
+	Duplicates    uint64                       `json:"duplicates"`
 }
 
 type sessionStatus struct {
@@ -81,13 +83,15 @@ func (adminAPI) handleZones(w http.ResponseWriter, _ *http.Request) error {
 			requests[modeName] = byResult
 		}
 		statuses = append(statuses, zoneStatus{
-			Zone:        name.(string),
-			MaxReaders:  limits.MaxReaders,
-			MaxWaiting:  limits.MaxWaiting,
-			Sessions:    sessions,
-			Waiting:     waiting,
-			Requests:    requests,
-			HoldExpired: z.holdExpired.Load(),
+			Zone:          name.(string),
+			MaxReaders:    limits.MaxReaders,
+			MaxWaiting:    limits.MaxWaiting,
+			Sessions:      sessions,
+			Waiting:       waiting,
+			Requests:      requests,
+			HoldExpired:   z.holdExpired.Load(),
+			Regenerations: z.regenerations.Load(),
+			Duplicates:    z.duplicates.Load(),
 		})
 		return true
 	})

@@ -185,6 +185,7 @@ func (w *sessionWriter) regenerated(newID string, now time.Time) {
 	if !z.lineages.Link(w.req.upstreamID, newID, w.req.client, now) {
 		return // newID belongs to another lineage; not followed
 	}
+	z.regenerations.Add(1)
 	z.metrics.regenerated.Inc()
 	if c := w.h.logger.Check(zapcore.DebugLevel, "session ID regenerated; following it"); c != nil {
 		c.Write(zap.String("session", idgen.Hash(w.req.upstreamID)), zap.String("new_session", idgen.Hash(newID)))
@@ -200,6 +201,7 @@ func (w *sessionWriter) issued(name, id string, now time.Time) (duplicate bool) 
 	if !found {
 		return false
 	}
+	z.duplicates.Add(1)
 	z.metrics.duplicates.Inc()
 	w.h.logger.Error("backend issued a session ID that another client uses",
 		zap.String("session", dup.Hash),
@@ -209,6 +211,7 @@ func (w *sessionWriter) issued(name, id string, now time.Time) (duplicate bool) 
 		zap.Time("first_seen", dup.FirstSeen),
 		zap.String("on_duplicate", w.h.OnDuplicate))
 	if w.h.OnDuplicate == "reject" {
+		z.tracker.Withheld(id, dup)
 		w.duplicated = fmt.Errorf("session_queue: backend issued session %s to %s, which %s used within track_window; response withheld",
 			dup.Hash, w.req.client, dup.FirstClient)
 		for k := range w.Header() {

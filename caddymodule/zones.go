@@ -32,8 +32,10 @@ type zone struct {
 	keyPattern atomic.Pointer[idgen.KeyPattern]
 	metrics    zoneMetrics
 	// counts mirror requests_total for the admin API.
-	counts      [modeCount][resultCount]atomic.Uint64
-	holdExpired atomic.Uint64
+	counts        [modeCount][resultCount]atomic.Uint64
+	holdExpired   atomic.Uint64
+	regenerations atomic.Uint64
+	duplicates    atomic.Uint64
 
 	// running counts the requests inside a handler of this zone, plus
 	// closedBit once the zone has been destructed. Caddy cleans up the

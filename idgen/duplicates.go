@@ -124,6 +124,17 @@ func (t *DuplicateTracker) Issued(id, client string, now time.Time) (dup Duplica
 	}, true
 }
 
+// Withheld undoes the record Issued made for a duplicate whose response was
+// withheld (on_duplicate reject): the second client never received the ID,
+// so the first one still has it, and issuing it to the second client again
+// is still a duplicate.
+func (t *DuplicateTracker) Withheld(id string, dup Duplicate) {
+	key, s := t.shard(id)
+	s.mu.Lock()
+	s.seen.Add(key, sighting{client: dup.FirstClient, at: dup.FirstSeen, issued: dup.FirstIssued})
+	s.mu.Unlock()
+}
+
 func (t *DuplicateTracker) shard(id string) (uint64, *trackerShard) {
 	key := maphash.String(t.seed, id)
 	return key, &t.shards[key%trackerShards]

@@ -337,8 +337,9 @@ func (b *phpBackend) release(t *testing.T, name string) {
 }
 
 // startPerl starts testdata/perl/app.pl with fpmWorkers pre-forked workers
-// and returns its FastCGI socket.
-func startPerl(t *testing.T) string {
+// and returns its FastCGI socket; mode is the app's optional fourth
+// argument ("weak-ids").
+func startPerl(t *testing.T, mode ...string) string {
 	t.Helper()
 	perl := lookBinary(t, "perl", "/usr/bin/perl")
 	dir := backendDir(t)
@@ -354,7 +355,8 @@ func startPerl(t *testing.T) string {
 	if out, err := check.CombinedOutput(); err != nil {
 		t.Fatalf("Perl modules missing: %v\n%s%s", err, out, installHint)
 	}
-	startBackend(t, dir, "perl-fcgi", sock, nil, perl, app, sock, fmt.Sprint(fpmWorkers), sessions)
+	args := append([]string{perl, app, sock, fmt.Sprint(fpmWorkers), sessions}, mode...)
+	startBackend(t, dir, "perl-fcgi", sock, nil, args...)
 	return sock
 }
 

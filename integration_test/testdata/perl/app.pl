@@ -20,8 +20,12 @@ use FCGI;
 use POSIX ();
 use Time::HiRes ();
 
-my ($socket_path, $workers, $session_dir) = @ARGV;
-die "usage: $0 SOCKET_PATH WORKERS SESSION_DIR\n" unless defined $session_dir;
+my ($socket_path, $workers, $session_dir, $mode) = @ARGV;
+die "usage: $0 SOCKET_PATH WORKERS SESSION_DIR [weak-ids]\n" unless defined $session_dir;
+# weak-ids reproduces the broken applications that handed two users one
+# session: IDs made from rand() alone, seeded once before the fork, so every
+# worker draws the same sequence of IDs.
+my $weak_ids = ($mode // '') eq 'weak-ids';
 
 # The socket is opened once, before forking, and every worker accepts on it:
 # CGI::Fast uses the request object in $CGI::Fast::Ext_Request when it is
@@ -34,8 +38,16 @@ my $session_args = { Directory => $session_dir };
 
 sub start_page {
     my ($q) = @_;
-    my $s = CGI::Session->new('driver:file', undef, $session_args)
-        or die CGI::Session->errstr;
+    my $s;
+    if ($weak_ids) {
+        # Slow enough that concurrent starts spread over the workers.
+        Time::HiRes::sleep(0.1);
+        my $id = join '', map { sprintf '%08x', int rand 2**32 } 1 .. 4;
+        $s = CGI::Session->new('driver:file;id:static', $id, $session_args);
+    } else {
+        $s = CGI::Session->new('driver:file', undef, $session_args);
+    }
+    $s or die CGI::Session->errstr;
     $s->param(n => 0);
     $s->flush;
     print $s->header(-type => 'text/plain'), $s->id, "\n";
@@ -91,6 +103,7 @@ my %children;
 my $stopping = 0;
 $SIG{TERM} = sub { $stopping = 1; kill 'TERM', keys %children };
 
+srand(42) if $weak_ids;
 for (1 .. $workers) {
     last if $stopping;
     my $pid = fork // die "fork: $!\n";
@@ -98,7 +111,7 @@ for (1 .. $workers) {
         $SIG{TERM} = 'DEFAULT';
         # Reseed: a pre-fork rand() state would give every worker the same
         # sequence, and CGI::Session's md5 IDs mix in rand().
-        srand();
+        srand() unless $weak_ids;
         serve();
         POSIX::_exit(0);
     }
