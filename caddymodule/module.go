@@ -167,9 +167,12 @@ type Handler struct {
 	// loaded wins. Default: "default".
 	Zone string `json:"zone,omitempty"`
 
-	source     idgen.Source
-	readOnly   caddyhttp.MatcherSets
-	bypass     caddyhttp.MatcherSets
+	source   idgen.Source
+	readOnly caddyhttp.MatcherSets
+	bypass   caddyhttp.MatcherSets
+	// bypassSet is whether bypass replaces the default; LoadModule clears
+	// BypassRaw once the matchers are loaded.
+	bypassSet  bool
 	keyPattern idgen.KeyPattern
 	minter     *idgen.Minter
 	zone       *zone
@@ -261,6 +264,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	if h.BypassRaw != nil {
+		h.bypassSet = true
 		matchers, err := ctx.LoadModule(h, "BypassRaw")
 		if err != nil {
 			return fmt.Errorf("session_queue: bypass: loading matchers: %v", err)
@@ -484,7 +488,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // event stream, which would hold the session's turn for as long as they
 // stay open.
 func (h *Handler) bypasses(r *http.Request) (bool, error) {
-	if h.BypassRaw == nil {
+	if !h.bypassSet {
 		return isLongLived(r), nil
 	}
 	if len(h.bypass) == 0 {

@@ -13,7 +13,7 @@ import (
 // address ip, so that Caddy sees a client of that address.
 func clientFrom(ip string) *http.Client {
 	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{DialContext: dialer.DialContext, DisableKeepAlives: true}}
+	return &http.Client{Timeout: 60 * time.Second, Transport: recording(&http.Transport{DialContext: dialer.DialContext, DisableKeepAlives: true})}
 }
 
 // startReply is the answer to /start.pl: its status and the CGISESSID it

@@ -10,6 +10,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +23,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/sessionqueue/caddy-session-queue"
+	"github.com/sessionqueue/caddy-session-queue/idgen"
 )
 
 // caddyAddr is where every test site listens; sites are written as ":9080".
@@ -26,7 +31,9 @@ const caddyAddr = "http://127.0.0.1:9080"
 
 // globalOptions keeps the test Caddy off the user's home directory and
 // certificate store; grace_period is short so a reload or stop never waits
-// for a test's held-open request unless the test asks for that.
+// for a test's held-open request unless the test asks for that. Every log
+// line, down to debug, goes to caddyLog, which TestMain searches for the
+// session IDs the tests used.
 const globalOptions = `{
 	admin localhost:2999
 	persist_config off
@@ -35,8 +42,15 @@ const globalOptions = `{
 	http_port 9080
 	https_port 9443
 	grace_period %s
+	log {
+		output file %s
+		level DEBUG
+	}
 }
 `
+
+// caddyLog is the file the test Caddy logs to.
+var caddyLog string
 
 func TestMain(m *testing.M) {
 	// Caddy listens with SO_REUSEPORT, so a second test process on this
@@ -50,15 +64,95 @@ func TestMain(m *testing.M) {
 		}
 		ln.Close()
 	}
+	logDir, err := os.MkdirTemp("", "sq-caddy-log")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(logDir)
+	caddyLog = filepath.Join(logDir, "caddy.log")
+	http.DefaultTransport = recording(http.DefaultTransport)
+
 	code := m.Run()
 	_ = caddy.Stop()
+	if leaks := sessionIDsInLog(caddyLog); len(leaks) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: session IDs used by the tests appear in Caddy's log:\n%s\n", strings.Join(leaks, "\n"))
+		code = 1
+	} else {
+		fmt.Printf("no session ID used by the tests (%d IDs) appears in Caddy's log\n", len(usedSessionIDs()))
+	}
 	os.Exit(code)
+}
+
+// sessionCookies are the cookie names whose values the tests treat as
+// session IDs.
+var sessionCookies = []string{"PHPSESSID", "CGISESSID", "ci_session"}
+
+// seenIDs collects every session ID that a test client sent or received.
+var seenIDs sync.Map
+
+// minSecretLength skips the short made-up IDs of some tests ("aaa"), which
+// would match log text by chance; real and generated IDs are far longer.
+const minSecretLength = 10
+
+// recordingTransport notes the session IDs on the way in and out.
+type recordingTransport struct{ next http.RoundTripper }
+
+func recording(next http.RoundTripper) http.RoundTripper { return recordingTransport{next} }
+
+func (rt recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	for _, name := range sessionCookies {
+		for _, c := range req.Cookies() {
+			if c.Name == name && len(c.Value) >= minSecretLength {
+				seenIDs.Store(c.Value, true)
+			}
+		}
+	}
+	resp, err := rt.next.RoundTrip(req)
+	if err == nil {
+		for _, c := range resp.Cookies() {
+			if slices.Contains(sessionCookies, c.Name) && len(c.Value) >= minSecretLength {
+				seenIDs.Store(c.Value, true)
+			}
+		}
+	}
+	return resp, err
+}
+
+func usedSessionIDs() []string {
+	var ids []string
+	seenIDs.Range(func(k, _ any) bool {
+		ids = append(ids, k.(string))
+		return true
+	})
+	return ids
+}
+
+// sessionIDsInLog returns, for each log line holding a session ID a test
+// used, where it is; the ID itself is named only by its length and first
+// characters' hash, as it is a secret even here.
+func sessionIDsInLog(path string) []string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return []string{"reading Caddy's log: " + err.Error()}
+	}
+	ids := usedSessionIDs()
+	var leaks []string
+	for n, line := range strings.Split(string(data), "\n") {
+		for _, id := range ids {
+			if strings.Contains(line, id) {
+				leaks = append(leaks, fmt.Sprintf("line %d: an ID of %d characters (hash %s): %.200s",
+					n+1, len(id), idgen.Hash(id), strings.ReplaceAll(line, id, "<ID>")))
+			}
+		}
+	}
+	return leaks
 }
 
 // adaptCaddyfile turns global options plus the given site blocks into JSON.
 func adaptCaddyfile(t testing.TB, gracePeriod, sites string) ([]byte, error) {
 	t.Helper()
-	src := fmt.Sprintf(globalOptions, gracePeriod) + sites
+	src := fmt.Sprintf(globalOptions, gracePeriod, caddyLog) + sites
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	cfg, warnings, err := adapter.Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
 	for _, w := range warnings {
@@ -127,7 +221,7 @@ func loadError(t testing.TB, sites string) error {
 
 // client talks to the test Caddy: no cookie jar (tests set Cookie headers
 // themselves) and a timeout generous enough for real backends under -race.
-var client = &http.Client{Timeout: 60 * time.Second}
+var client = &http.Client{Timeout: 60 * time.Second, Transport: recording(&http.Transport{})}
 
 // get sends a GET with the given Cookie header (none when empty).
 func get(t testing.TB, path, cookie string) (*http.Response, error) {

@@ -139,7 +139,7 @@ func send(ctx context.Context, path, cookie, name string) <-chan result {
 // behind another on a kept-alive connection and a reload never finds a
 // stale one.
 func freshClient() *http.Client {
-	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	return &http.Client{Timeout: 60 * time.Second, Transport: recording(&http.Transport{DisableKeepAlives: true})}
 }
 
 func wait(t *testing.T, ch <-chan result) result {
