@@ -394,10 +394,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	defer z.leave()
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 
-	found, ok, err := h.source.Extract(r)
-	if err != nil {
+	found, carriesID, malformed := h.source.Extract(r)
+	if malformed != nil {
+		carriesID = false
 		if c := h.logger.Check(zapcore.DebugLevel, "session ID not queued"); c != nil {
-			c.Write(zap.String("reason", err.Error()))
+			c.Write(zap.String("reason", malformed.Error()))
 		}
 	}
 	bypass, err := h.bypasses(r)
@@ -405,18 +406,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	sreq := sessionRequest{client: clientAddress(r), secure: r.TLS != nil}
-	if !ok && !bypass && h.minter != nil {
+	if !carriesID && malformed == nil && !bypass && h.minter != nil {
 		found = idgen.Found{ID: h.minter.Mint(), Kind: "cookie", Name: h.Cookies[0]}
-		ok, sreq.minted = true, true
+		carriesID, sreq.minted = true, true
 		setRequestCookie(r, found.Name, found.ID)
 	}
-	if found.Kind == "cookie" && found.ID != "" {
+	if carriesID && found.Kind == "cookie" {
 		sreq.cookie, sreq.upstreamID = found.Name, found.ID
 		if !sreq.minted {
-			h.zone.tracker.Presented(found.ID, sreq.client, time.Now())
+			z.tracker.Presented(found.ID, sreq.client, time.Now())
 		}
 	}
-	if !ok || found.ID == "" || bypass {
+	if !carriesID || bypass {
 		repl.Set(placeholderMode, modeNames[modeBypass])
 		z.count(modeBypass, resultImmediate)
 		z.metrics.inFlight[modeBypass].Inc()

@@ -1,7 +1,6 @@
 package integration_test
 
 import (
-	"encoding/json"
 	"net"
 	"net/http"
 	"sync"
@@ -64,15 +63,8 @@ func weakIDsCollide(t *testing.T, sessionQueue string) (string, []startReply) {
 // zoneCounter reads one counter of zone from the admin API.
 func zoneCounter(t *testing.T, zone, counter string) uint64 {
 	t.Helper()
-	resp, err := freshClient().Get("http://localhost:2999/session_queue/zones")
-	if err != nil {
-		t.Fatalf("admin API: %v", err)
-	}
-	defer resp.Body.Close()
 	var zones []map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&zones); err != nil {
-		t.Fatalf("admin API: %v", err)
-	}
+	adminGet(t, "/session_queue/zones", &zones)
 	for _, z := range zones {
 		if z["zone"] == zone {
 			n, _ := z[counter].(float64)

@@ -61,41 +61,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// newReleasingGateBackend is newGateBackend whose held requests are all
-// let go when the test fails, so that the backend's Close does not wait for
-// them forever and hide the failure behind the package's timeout.
-func newReleasingGateBackend(t *testing.T) *gateBackend {
-	t.Helper()
-	g := newGateBackend(t)
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
-		letGo := func(name string) {
-			ch := g.gate(name)
-			select {
-			case <-ch:
-			default:
-				close(ch)
-			}
-		}
-		g.mu.Lock()
-		names := slices.Collect(maps.Keys(g.gates))
-		g.mu.Unlock()
-		for _, name := range names {
-			letGo(name)
-		}
-		// Requests still queued in Caddy arrive later. The goroutine
-		// outlives the test, which has failed anyway.
-		go func() {
-			for name := range g.arrived {
-				letGo(name)
-			}
-		}()
-	})
-	return g
-}
-
 // expectPassesBy waits for the named request to reach the backend, failing
 // at once if it is queued in zone instead.
 func expectPassesBy(t *testing.T, g *gateBackend, zone, name string) {
@@ -437,7 +402,7 @@ func metricsSites(backend string, maxWaiting int) string {
 // wait, the exact counters and histogram counts afterwards, that the values
 // survive a reload, and that no session ever becomes a label.
 func TestMetricsAfterScriptedScenario(t *testing.T) {
-	g := newReleasingGateBackend(t)
+	g := newGateBackend(t)
 	const (
 		idOne = "metrics-secret-one"
 		idTwo = "metrics-secret-two"
@@ -585,7 +550,7 @@ func TestMetricsAfterScriptedScenario(t *testing.T) {
 // three sessions hold and wait, their errors, and that no body ever carries
 // a session ID.
 func TestAdminZonesAndBusiestSessions(t *testing.T) {
-	g := newReleasingGateBackend(t)
+	g := newGateBackend(t)
 	ids := []string{"admin-secret-a", "admin-secret-b", "admin-secret-c"}
 	cookieA, cookieB, cookieC := "PHPSESSID="+ids[0], "PHPSESSID="+ids[1], "PHPSESSID="+ids[2]
 	loadCaddyfile(t, queuedSite(g.URL, `zone admin
@@ -848,7 +813,7 @@ func TestReloadDuringBurst(t *testing.T) {
 		perSession = 10 // per wave
 		total      = 2 * sessions * perSession
 	)
-	g := newReleasingGateBackend(t)
+	g := newGateBackend(t)
 	loadCaddyfileGrace(t, "1m", burstSite(g.URL, "old", 50))
 	gate := newArrivalGate(t, g)
 
@@ -966,7 +931,7 @@ func TestReloadDuringBurst(t *testing.T) {
 // max_wait is a minute, and the holder still finishes within the grace
 // period.
 func TestShutdownTurnsWaitersAway(t *testing.T) {
-	g := newReleasingGateBackend(t)
+	g := newGateBackend(t)
 	const cookie = "PHPSESSID=shutdown-session"
 	loadCaddyfileGrace(t, "1m", queuedSite(g.URL, "zone shutdown\n\t\tmax_wait 1m"))
 	ctx := t.Context()
@@ -1113,7 +1078,7 @@ func websocketSite(websocketBackend, backend, options string) string {
 // TestWebsocketBypassesQueue: an open websocket does not hold its
 // session's turn, so the session's other requests go on.
 func TestWebsocketBypassesQueue(t *testing.T) {
-	g := newReleasingGateBackend(t)
+	g := newGateBackend(t)
 	ws := newWebsocketEchoBackend(t)
 	const cookie = "PHPSESSID=websocket-session"
 	loadCaddyfile(t, websocketSite(ws.URL, g.URL, "zone websocket"))
@@ -1136,7 +1101,7 @@ func TestWebsocketBypassesQueue(t *testing.T) {
 // with `bypass none`, an open websocket holds its session's turn and the
 // session's next request waits until the websocket closes.
 func TestWebsocketQueuedWithBypassNone(t *testing.T) {
-	g := newReleasingGateBackend(t)
+	g := newGateBackend(t)
 	ws := newWebsocketEchoBackend(t)
 	const cookie = "PHPSESSID=websocket-session"
 	loadCaddyfile(t, websocketSite(ws.URL, g.URL, "zone websocket_none\n\t\tbypass none"))
@@ -1158,7 +1123,7 @@ var eventStream = http.Header{"Accept": {"text/event-stream"}}
 // TestEventStreamBypassesQueue: a Server-Sent Events request held open does
 // not hold its session's turn.
 func TestEventStreamBypassesQueue(t *testing.T) {
-	g := newReleasingGateBackend(t)
+	g := newGateBackend(t)
 	const cookie = "PHPSESSID=eventstream-session"
 	loadCaddyfile(t, queuedSite(g.URL, "zone eventstream"))
 	ctx := t.Context()
@@ -1181,7 +1146,7 @@ func TestEventStreamBypassesQueue(t *testing.T) {
 // the default, so the matched long-poll passes by while an event stream
 // now queues like any request.
 func TestEventStreamQueuedWhenBypassIsReplaced(t *testing.T) {
-	g := newReleasingGateBackend(t)
+	g := newGateBackend(t)
 	const cookie = "PHPSESSID=eventstream-session"
 	loadCaddyfile(t, queuedSite(g.URL, "zone eventstream_custom\n\t\tbypass path /poll"))
 	ctx := t.Context()
@@ -1272,7 +1237,7 @@ func loadWithHandlerLog(t *testing.T, sites string) string {
 // expiry is counted on /metrics and the admin API and logged by short hash.
 // After the expiry, a client that leaves takes its upstream request along.
 func TestMaxHoldGivesUpTheTurn(t *testing.T) {
-	g := newReleasingGateBackend(t)
+	g := newGateBackend(t)
 	const id = "maxhold-secret-session"
 	const cookie = "PHPSESSID=" + id
 	logFile := loadWithHandlerLog(t, maxHoldSite(g.URL))

@@ -24,6 +24,7 @@ type gateBackend struct {
 	canceled chan string
 
 	mu      sync.Mutex
+	closing bool
 	inside  map[string]int // session cookie value -> requests inside
 	maxSeen map[string]int
 }
@@ -60,7 +61,21 @@ func newGateBackend(t *testing.T) *gateBackend {
 			g.canceled <- name
 		}
 	}))
-	t.Cleanup(g.Close)
+	t.Cleanup(func() {
+		// A test that failed may leave requests held; let them all go, or
+		// Close would wait for them forever.
+		g.mu.Lock()
+		g.closing = true
+		for _, ch := range g.gates {
+			select {
+			case <-ch:
+			default:
+				close(ch)
+			}
+		}
+		g.mu.Unlock()
+		g.Close()
+	})
 	return g
 }
 
@@ -71,13 +86,25 @@ func (g *gateBackend) gate(name string) chan struct{} {
 	ch, ok := g.gates[name]
 	if !ok {
 		ch = make(chan struct{})
+		if g.closing {
+			close(ch)
+		}
 		g.gates[name] = ch
 	}
 	return ch
 }
 
 // let lets the named request finish, now or when it arrives.
-func (g *gateBackend) let(name string) { close(g.gate(name)) }
+func (g *gateBackend) let(name string) {
+	ch := g.gate(name)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
 
 // maxConcurrent is the most requests of session the backend ran at once.
 func (g *gateBackend) maxConcurrent(session string) int {
@@ -159,24 +186,40 @@ func wait(t *testing.T, ch <-chan result) result {
 // zoneWaiting asks the admin API how many requests wait in zone.
 func zoneWaiting(t *testing.T, zone string) int {
 	t.Helper()
-	resp, err := freshClient().Get("http://localhost:2999/session_queue/zones")
-	if err != nil {
-		t.Fatalf("admin API: %v", err)
-	}
-	defer resp.Body.Close()
 	var zones []struct {
 		Zone    string `json:"zone"`
 		Waiting int    `json:"waiting"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&zones); err != nil {
-		t.Fatalf("admin API: %v", err)
-	}
+	adminGet(t, "/session_queue/zones", &zones)
 	for _, z := range zones {
 		if z.Zone == zone {
 			return z.Waiting
 		}
 	}
 	return 0
+}
+
+// adminGet decodes the JSON the admin API answers for path into v. Every
+// config load restarts the admin endpoint, so a connection refused or reset
+// in that moment is tried again.
+func adminGet(t *testing.T, path string, v any) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := freshClient().Get("http://localhost:2999" + path)
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(v)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatalf("admin API %s: %v", path, err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("admin API %s: %v", path, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // awaitWaiting blocks until exactly n requests wait in zone: the queue's
@@ -608,19 +651,11 @@ func awaitMaxWaiting(t *testing.T, zone string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := freshClient().Get("http://localhost:2999/session_queue/zones")
-		if err != nil {
-			t.Fatalf("admin API: %v", err)
-		}
 		var zones []struct {
 			Zone       string `json:"zone"`
 			MaxWaiting int    `json:"max_waiting"`
 		}
-		err = json.NewDecoder(resp.Body).Decode(&zones)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatalf("admin API: %v", err)
-		}
+		adminGet(t, "/session_queue/zones", &zones)
 		for _, z := range zones {
 			if z.Zone == zone && z.MaxWaiting == n {
 				return
