@@ -103,7 +103,9 @@ func awaitQueued(t *testing.T, g *gateBackend, zone string, n int) {
 	}
 }
 
-// sendWith is send with extra request headers.
+// sendWith issues a GET for path carrying cookie and the extra header
+// fields, named for the backend, in a goroutine; its result arrives on the
+// returned channel.
 func sendWith(ctx context.Context, path, cookie, name string, header http.Header) <-chan result {
 	done := make(chan result, 1)
 	go func() {

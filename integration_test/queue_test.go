@@ -141,25 +141,7 @@ type result struct {
 // send issues a GET for path carrying cookie, named for the backend, in a
 // goroutine; its result arrives on the returned channel.
 func send(ctx context.Context, path, cookie, name string) <-chan result {
-	done := make(chan result, 1)
-	go func() {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, caddyAddr+path, nil)
-		if err != nil {
-			done <- result{name: name, err: err}
-			return
-		}
-		if cookie != "" {
-			req.Header.Set("Cookie", cookie)
-		}
-		req.Header.Set("X-Request-Name", name)
-		resp, err := freshClient().Do(req)
-		if err != nil {
-			done <- result{name: name, err: err}
-			return
-		}
-		done <- result{name: name, status: resp.StatusCode, header: resp.Header, body: readBody(resp)}
-	}()
-	return done
+	return sendWith(ctx, path, cookie, name, nil)
 }
 
 // freshClient opens a new connection per request, so a request never waits
