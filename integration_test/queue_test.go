@@ -562,8 +562,9 @@ func TestReloadKeepsQueue(t *testing.T) {
 	waiting := send(t.Context(), "/", cookie, "waiting")
 	awaitWaiting(t, "reload", 1)
 
-	// The old server drains its requests during the grace period, so the
-	// reload returns only once they are done: run it aside.
+	// Reload aside: whether caddy.Load returns before the old server has
+	// drained its requests is Caddy's business (2.11.9 does not wait on a
+	// reload, only on exit), and the test must go on either way.
 	reloaded := make(chan error, 1)
 	go func() {
 		cfg, err := adaptCaddyfile(t, "1m", queuedSite(g.URL, "zone reload\n\t\tmax_waiting 10"))
