@@ -207,7 +207,8 @@ func (w *sessionWriter) issued(name, id string, now time.Time) (duplicate bool) 
 		zap.String("session", dup.Hash),
 		zap.String("cookie", name),
 		zap.String("first_client", dup.FirstClient),
-		zap.String("second_client", w.req.client),
+		zap.Bool("first_client_was_issued_it", dup.FirstIssued),
+		zap.String("second_client", dup.SecondClient),
 		zap.Time("first_seen", dup.FirstSeen),
 		zap.String("on_duplicate", w.h.OnDuplicate))
 	if w.h.OnDuplicate == "reject" {

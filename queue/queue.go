@@ -266,8 +266,6 @@ func (turn Turn) Release() {
 	s.mu.Unlock()
 }
 
-// Mode is the mode the turn was granted in.
-func (turn Turn) Mode() Mode { return turn.mode }
 
 func (t *Table) shardFor(key string) *shard {
 	return &t.shards[maphash.String(t.seed, key)%shardCount]
