@@ -266,7 +266,6 @@ func (turn Turn) Release() {
 	s.mu.Unlock()
 }
 
-
 func (t *Table) shardFor(key string) *shard {
 	return &t.shards[maphash.String(t.seed, key)%shardCount]
 }
