@@ -150,3 +150,34 @@ func TestBypassOption(t *testing.T) {
 		}
 	}
 }
+
+func TestLifecycleOptions(t *testing.T) {
+	d := caddyfile.NewTestDispenser(`session_queue {
+		key_pattern      "^(?:[^-]*-){5}(.+)$"
+		regenerate_grace 5s
+		track_window     1h
+		on_duplicate     reject
+		mint             php 48 6
+	}`)
+	var h Handler
+	if err := h.UnmarshalCaddyfile(d); err != nil {
+		t.Fatal(err)
+	}
+	if h.KeyPattern != "^(?:[^-]*-){5}(.+)$" || h.RegenerateGrace != caddy.Duration(5*time.Second) ||
+		h.TrackWindow != caddy.Duration(time.Hour) || h.OnDuplicate != "reject" ||
+		h.Mint == nil || *h.Mint != (MintConfig{Format: "php", Length: 48, BitsPerCharacter: 6}) {
+		t.Fatalf("parsed %+v (mint %+v)", h, h.Mint)
+	}
+	for src, want := range map[string]string{
+		"session_queue {\n on_duplicate drop\n}": `on_duplicate: want log or reject, got "drop"`,
+		"session_queue {\n mint\n}":              "mint: want <format>",
+		"session_queue {\n mint php many\n}":     `mint: invalid number "many"`,
+		"session_queue {\n key_pattern a b\n}":   "key_pattern: takes one regular expression",
+	} {
+		var h Handler
+		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(src))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want an error containing %q", src, err, want)
+		}
+	}
+}

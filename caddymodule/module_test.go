@@ -48,6 +48,12 @@ func TestProvisionRejectsBadJSON(t *testing.T) {
 		{Handler{Cookies: []string{"bad name"}}, `session_queue: cookies: invalid cookie name "bad name"`},
 		{Handler{Header: []string{"X:Y"}}, `session_queue: header: invalid header field name "X:Y"`},
 		{Handler{Query: []string{""}}, "session_queue: query: empty parameter name"},
+		{Handler{KeyPattern: "(a)(b)"}, "session_queue: key_pattern:"},
+		{Handler{KeyPattern: "(unclosed"}, "session_queue: key_pattern:"},
+		{Handler{Mint: &MintConfig{Format: "uuid"}}, "session_queue: mint:"},
+		{Handler{Mint: &MintConfig{Format: "php", Length: 10}}, "session_queue: mint: php"},
+		{Handler{OnDuplicate: "ignore"}, `session_queue: on_duplicate: want log or reject, got "ignore"`},
+		{Handler{TrackWindow: -1}, "session_queue: track_window: must not be negative"},
 	}
 	for _, tt := range tests {
 		h := tt.h
