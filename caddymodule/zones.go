@@ -92,9 +92,8 @@ const (
 	maxTrackedIDs = 200_000
 )
 
-// zoneSettings are the settings a zone takes from the handlers using it.
-// Limits and key_pattern follow the config loaded last; regenerate_grace
-// and track_window are fixed when the zone is created.
+// zoneSettings are the settings a zone takes from the handlers using it;
+// those of the config loaded last win.
 type zoneSettings struct {
 	limits          queue.Limits
 	keyPattern      idgen.KeyPattern
@@ -128,6 +127,8 @@ func acquireZone(name string, settings zoneSettings) (*zone, error) {
 	if loaded {
 		z.table.SetLimits(settings.limits)
 		z.keyPattern.Store(&settings.keyPattern)
+		z.lineages.SetGrace(settings.regenerateGrace)
+		z.tracker.SetWindow(settings.trackWindow)
 	}
 	return z, nil
 }

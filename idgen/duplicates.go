@@ -4,6 +4,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
@@ -38,7 +39,7 @@ import (
 // sessions rarely contend; each call holds one shard's lock for a map
 // lookup and an insert.
 type DuplicateTracker struct {
-	window time.Duration
+	window atomic.Int64 // a time.Duration; see SetWindow
 	seed   maphash.Seed
 	shards [trackerShards]trackerShard
 }
@@ -80,7 +81,8 @@ func NewDuplicateTracker(capacity int, window time.Duration) (*DuplicateTracker,
 	if window <= 0 {
 		return nil, errors.New("duplicate tracking window must be positive")
 	}
-	t := &DuplicateTracker{window: window, seed: maphash.MakeSeed()}
+	t := &DuplicateTracker{seed: maphash.MakeSeed()}
+	t.window.Store(int64(window))
 	perShard := (capacity + trackerShards - 1) / trackerShards
 	for i := range t.shards {
 		// No eviction callback is needed: a sighting pushed out is simply
@@ -112,7 +114,7 @@ func (t *DuplicateTracker) Issued(id, client string, now time.Time) (dup Duplica
 	before, seen := s.seen.Peek(key)
 	s.seen.Add(key, sighting{client: client, at: now, issued: true})
 	s.mu.Unlock()
-	if !seen || before.client == client || now.Sub(before.at) > t.window {
+	if !seen || before.client == client || now.Sub(before.at) > time.Duration(t.window.Load()) {
 		return Duplicate{}, false
 	}
 	return Duplicate{
@@ -123,6 +125,9 @@ func (t *DuplicateTracker) Issued(id, client string, now time.Time) (dup Duplica
 		SecondClient: client,
 	}, true
 }
+
+// SetWindow changes track_window, for a config reload.
+func (t *DuplicateTracker) SetWindow(window time.Duration) { t.window.Store(int64(window)) }
 
 // Withheld undoes the record Issued made for a duplicate whose response was
 // withheld (on_duplicate reject): the second client never received the ID,

@@ -177,3 +177,20 @@ func BenchmarkDuplicateTracker(b *testing.B) {
 		}
 	})
 }
+
+func TestSetWindow(t *testing.T) {
+	d, err := NewDuplicateTracker(100, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_000_000, 0)
+	d.Presented("shared-session-id", "10.0.0.1", t0)
+	d.SetWindow(time.Minute)
+	if _, found := d.Issued("shared-session-id", "10.0.0.2", t0.Add(2*time.Minute)); found {
+		t.Fatal("a sighting older than the new window still counts")
+	}
+	d.SetWindow(time.Hour)
+	if _, found := d.Issued("shared-session-id", "10.0.0.3", t0.Add(3*time.Minute)); !found {
+		t.Fatal("a sighting within the window does not count")
+	}
+}

@@ -38,7 +38,7 @@ import (
 // be quick and must not call back into the Lineages. IDs are kept raw, in
 // memory only; none is logged or returned anywhere but to the caller.
 type Lineages struct {
-	grace time.Duration
+	grace atomic.Int64 // a time.Duration; see SetGrace
 	busy  func(root string) bool
 
 	mu       sync.RWMutex
@@ -105,14 +105,19 @@ func NewLineages(capacity int, grace time.Duration, busy func(root string) bool)
 	if err != nil {
 		return nil, err
 	}
-	return &Lineages{
-		grace:    grace,
+	l := &Lineages{
 		busy:     busy,
 		capacity: capacity,
 		recent:   recent,
 		kept:     make(map[string]*member),
-	}, nil
+	}
+	l.grace.Store(int64(grace))
+	return l, nil
 }
+
+// SetGrace changes regenerate_grace, for a config reload; links made
+// before keep their times and are judged by the new grace.
+func (l *Lineages) SetGrace(grace time.Duration) { l.grace.Store(int64(grace)) }
 
 // Pin keeps a lineage from being forgotten while a request is between
 // Resolve and its queue's Acquire, when the queue may not look busy yet.
@@ -164,7 +169,7 @@ func (l *Lineages) Forward(id, client string, arrived time.Time) (newID string, 
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	m := l.lookup(id)
-	if m == nil || m.next == nil || m.replacedBy != client || arrived.Sub(m.replacedAt) > l.grace {
+	if m == nil || m.next == nil || m.replacedBy != client || arrived.Sub(m.replacedAt) > time.Duration(l.grace.Load()) {
 		return "", false
 	}
 	newest := m.next

@@ -527,3 +527,22 @@ func BenchmarkLink(b *testing.B) {
 		i += 2
 	}
 }
+
+func TestSetGraceAppliesToExistingLinks(t *testing.T) {
+	l, err := NewLineages(10, 2*time.Second, func(string) bool { return false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_000_000, 0)
+	if !l.Link("old-session-id", "new-session-id", "10.0.0.1", t0) {
+		t.Fatal("Link refused")
+	}
+	late := t0.Add(3 * time.Second)
+	if _, ok := l.Forward("old-session-id", "10.0.0.1", late); ok {
+		t.Fatal("forwarded 3s after the regeneration with a 2s grace")
+	}
+	l.SetGrace(5 * time.Second)
+	if id, ok := l.Forward("old-session-id", "10.0.0.1", late); !ok || id != "new-session-id" {
+		t.Fatalf("after SetGrace(5s): Forward = %q, %v", id, ok)
+	}
+}
