@@ -159,25 +159,21 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, namedMatcher matcherToken) e
 			}
 
 		case "on_duplicate":
-			if !d.NextArg() {
-				return d.Errf("session_queue: on_duplicate: needs log or reject")
+			v, err := stringArg(d, option, "log or reject")
+			if err != nil {
+				return err
 			}
-			if v := d.Val(); v != "log" && v != "reject" {
+			if v != "log" && v != "reject" {
 				return d.Errf("session_queue: on_duplicate: want log or reject, got %q", v)
 			}
-			h.OnDuplicate = d.Val()
-			if d.NextArg() {
-				return d.Errf("session_queue: on_duplicate: takes one value, got also %q", d.Val())
-			}
+			h.OnDuplicate = v
 
 		case "key_pattern":
-			if !d.NextArg() {
-				return d.Errf("session_queue: key_pattern: needs a regular expression")
+			v, err := stringArg(d, option, "a regular expression (quote it if it has spaces)")
+			if err != nil {
+				return err
 			}
-			h.KeyPattern = d.Val()
-			if d.NextArg() {
-				return d.Errf("session_queue: key_pattern: takes one regular expression, got also %q (quote it)", d.Val())
-			}
+			h.KeyPattern = v
 
 		case "mint":
 			args := d.RemainingArgs()
@@ -197,13 +193,11 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, namedMatcher matcherToken) e
 			h.Mint = mint
 
 		case "zone":
-			if !d.NextArg() {
-				return d.Errf("session_queue: zone: needs a name")
+			v, err := stringArg(d, option, "a name")
+			if err != nil {
+				return err
 			}
-			h.Zone = d.Val()
-			if d.NextArg() {
-				return d.Errf("session_queue: zone: takes one name, got also %q", d.Val())
-			}
+			h.Zone = v
 
 		default:
 			return d.Errf("session_queue: unrecognized option %q", option)
@@ -244,6 +238,18 @@ func parseMatcherToken(d *caddyfile.Dispenser, option, token string, namedMatche
 		return nil, d.Errf("session_queue: %s: unexpected %q after matcher %q", option, d.Val(), token)
 	}
 	return set, nil
+}
+
+// stringArg reads the one argument of option, described as what.
+func stringArg(d *caddyfile.Dispenser, option, what string) (string, error) {
+	if !d.NextArg() {
+		return "", d.Errf("session_queue: %s: needs %s", option, what)
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return "", d.Errf("session_queue: %s: takes one argument, %s, got also %q", option, what, d.Val())
+	}
+	return v, nil
 }
 
 func intArg(d *caddyfile.Dispenser, option string) (int, error) {

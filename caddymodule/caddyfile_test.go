@@ -172,7 +172,7 @@ func TestLifecycleOptions(t *testing.T) {
 		"session_queue {\n on_duplicate drop\n}": `on_duplicate: want log or reject, got "drop"`,
 		"session_queue {\n mint\n}":              "mint: want <format>",
 		"session_queue {\n mint php many\n}":     `mint: invalid number "many"`,
-		"session_queue {\n key_pattern a b\n}":   "key_pattern: takes one regular expression",
+		"session_queue {\n key_pattern a b\n}":   "key_pattern: takes one argument",
 	} {
 		var h Handler
 		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(src))

@@ -140,11 +140,10 @@ func (w *sessionWriter) err() error {
 // inspect applies the response's Set-Cookie for the session cookie.
 func (w *sessionWriter) inspect() {
 	h, z, now := w.h, w.h.zone, time.Now()
-	names := h.Cookies
-	if w.req.cookie != "" && !w.req.minted {
-		names = []string{w.req.cookie}
-	}
-	for _, name := range names {
+	for _, name := range h.Cookies {
+		if w.req.cookie != "" && !w.req.minted && name != w.req.cookie {
+			continue // a request with a session watches its own cookie
+		}
 		action, value, err := idgen.ResponseCookie(w.Header(), name, now)
 		if err != nil {
 			if c := h.logger.Check(zapcore.DebugLevel, "response sets a session ID that is not tracked"); c != nil {

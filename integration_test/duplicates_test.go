@@ -60,19 +60,14 @@ func weakIDsCollide(t *testing.T, sessionQueue string) (string, []startReply) {
 	return a.id, replies
 }
 
-// zoneCounter reads one counter of zone from the admin API.
-func zoneCounter(t *testing.T, zone, counter string) uint64 {
+// zoneDuplicates reads the duplicates counter of zone from the admin API.
+func zoneDuplicates(t *testing.T, zone string) uint64 {
 	t.Helper()
-	var zones []map[string]any
-	adminGet(t, "/session_queue/zones", &zones)
-	for _, z := range zones {
-		if z["zone"] == zone {
-			n, _ := z[counter].(float64)
-			return uint64(n)
-		}
+	z, ok := zoneStatus(t, zone)
+	if !ok {
+		t.Fatalf("admin API: no zone %s", zone)
 	}
-	t.Fatalf("admin API: no zone %s", zone)
-	return 0
+	return z.Duplicates
 }
 
 // TestPerlDuplicateIDs: a FastCGI app whose workers share a seeded random
@@ -94,7 +89,7 @@ func TestPerlDuplicateIDs(t *testing.T) {
 	}
 
 	aID, logged := weakIDsCollide(t, "session_queue {\n\tzone dup-log\n}")
-	if n := zoneCounter(t, "dup-log", "duplicates"); n == 0 {
+	if n := zoneDuplicates(t, "dup-log"); n == 0 {
 		t.Errorf("on_duplicate log: no duplicate counted; A %s, B %+v", aID[:4], logged)
 	}
 	for _, r := range logged {
@@ -118,7 +113,7 @@ func TestPerlDuplicateIDs(t *testing.T) {
 			t.Errorf("on_duplicate reject: B got %+v", r)
 		}
 	}
-	n := zoneCounter(t, "dup-reject", "duplicates")
+	n := zoneDuplicates(t, "dup-reject")
 	t.Logf("on_duplicate reject: %d of B's replies withheld with 502, %d duplicates counted", withheld, n)
 	if withheld == 0 || n < uint64(withheld) {
 		t.Errorf("on_duplicate reject: %d withheld, %d counted; want at least one, all counted", withheld, n)

@@ -168,17 +168,22 @@ func wait(t *testing.T, ch <-chan result) result {
 // zoneWaiting asks the admin API how many requests wait in zone.
 func zoneWaiting(t *testing.T, zone string) int {
 	t.Helper()
-	var zones []struct {
-		Zone    string `json:"zone"`
-		Waiting int    `json:"waiting"`
-	}
+	z, _ := zoneStatus(t, zone)
+	return z.Waiting
+}
+
+// zoneStatus returns the admin API's entry for zone, and whether there is
+// one.
+func zoneStatus(t *testing.T, zone string) (adminZone, bool) {
+	t.Helper()
+	var zones []adminZone
 	adminGet(t, "/session_queue/zones", &zones)
 	for _, z := range zones {
 		if z.Zone == zone {
-			return z.Waiting
+			return z, true
 		}
 	}
-	return 0
+	return adminZone{}, false
 }
 
 // adminGet decodes the JSON the admin API answers for path into v. Every
@@ -633,19 +638,9 @@ func zoneWaitingOrDone(t *testing.T, zone string, n int, ch <-chan result) bool 
 func awaitMaxWaiting(t *testing.T, zone string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var zones []struct {
-			Zone       string `json:"zone"`
-			MaxWaiting int    `json:"max_waiting"`
-		}
-		adminGet(t, "/session_queue/zones", &zones)
-		for _, z := range zones {
-			if z.Zone == zone && z.MaxWaiting == n {
-				return
-			}
-		}
+	for z, _ := zoneStatus(t, zone); z.MaxWaiting != n; z, _ = zoneStatus(t, zone) {
 		if time.Now().After(deadline) {
-			t.Fatalf("zone %s never reported max_waiting %d: %+v", zone, n, zones)
+			t.Fatalf("zone %s never reported max_waiting %d: %+v", zone, n, z)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -659,7 +654,7 @@ func TestConfigErrorsNameTheOption(t *testing.T) {
 		"retry_after -1s":                  "session_queue: retry_after: must not be negative",
 		"cookies":                          "session_queue: cookies: needs at least one name",
 		"cookies bad;name":                 "session_queue: cookies: invalid cookie name",
-		"zone a b":                         "session_queue: zone: takes one name",
+		"zone a b":                         "session_queue: zone: takes one argument",
 		"read_only @nowhere":               "session_queue: read_only",
 		"max_readers 2\n\t\tmax_readers 3": "session_queue: max_readers: specified more than once",
 		"queue_depth 3":                    `session_queue: unrecognized option "queue_depth"`,
