@@ -9,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/sessionqueue/caddy-session-queue/idgen"
 )
 
 func init() {
@@ -33,6 +35,7 @@ func parseCaddyfile(helper httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 //		cookies     <name...>
 //		query       <param...>
 //		header      <field...>
+//		decoding    php|cgi|none
 //		read_only   <matcher>
 //		bypass      <matcher> | none
 //		max_readers <n>
@@ -167,6 +170,16 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, namedMatcher matcherToken) e
 				return d.Errf("session_queue: on_duplicate: want log or reject, got %q", v)
 			}
 			h.OnDuplicate = v
+
+		case "decoding":
+			v, err := stringArg(d, option, "php, cgi or none")
+			if err != nil {
+				return err
+			}
+			if _, err := idgen.ParseDecoding(v); err != nil {
+				return d.Errf("session_queue: decoding: %v", err)
+			}
+			h.Decoding = v
 
 		case "key_pattern":
 			v, err := stringArg(d, option, "a regular expression (quote it if it has spaces)")

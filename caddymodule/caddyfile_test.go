@@ -18,6 +18,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		cookies     SID other
 		query       sid
 		header      X-Session-Id
+		decoding    cgi
 		read_only   method GET HEAD
 		read_only   {
 			path /api/*
@@ -34,7 +35,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 	if err := h.UnmarshalCaddyfile(d); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(h.Cookies, ",") != "SID,other" || h.Query[0] != "sid" || h.Header[0] != "X-Session-Id" ||
+	if strings.Join(h.Cookies, ",") != "SID,other" || h.Query[0] != "sid" || h.Header[0] != "X-Session-Id" || h.Decoding != "cgi" ||
 		h.MaxReaders != 3 || h.MaxWaiting != 7 || h.MaxWait != caddy.Duration(5*time.Second) ||
 		h.RetryAfter != caddy.Duration(2*time.Second) || h.MaxHold != caddy.Duration(time.Minute) || h.Zone != "shop" {
 		t.Fatalf("parsed %+v", h)
@@ -170,6 +171,7 @@ func TestLifecycleOptions(t *testing.T) {
 	}
 	for src, want := range map[string]string{
 		"session_queue {\n on_duplicate drop\n}": `on_duplicate: want log or reject, got "drop"`,
+		"session_queue {\n decoding perl\n}":     `decoding: want php, cgi or none, got "perl"`,
 		"session_queue {\n mint\n}":              "mint: want <format>",
 		"session_queue {\n mint php many\n}":     `mint: invalid number "many"`,
 		"session_queue {\n key_pattern a b\n}":   "key_pattern: takes one argument",

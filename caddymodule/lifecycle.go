@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -38,34 +37,6 @@ func clientAddress(r *http.Request) string {
 		return ip
 	}
 	return r.RemoteAddr
-}
-
-// setRequestCookie makes the request carry name=value: the first cookie of
-// that name (the one the backend reads) is given the value, or the cookie
-// is appended when there is none. The other cookies are left as they were,
-// in one Cookie field, since FastCGI joins several fields with commas.
-func setRequestCookie(r *http.Request, name, value string) {
-	lines := r.Header["Cookie"]
-	for i, line := range lines {
-		rest := line
-		offset := 0
-		for rest != "" {
-			part, after, _ := strings.Cut(rest, ";")
-			if k, _, hasValue := strings.Cut(part, "="); hasValue && strings.TrimSpace(k) == name {
-				start := offset + strings.Index(part, "=") + 1
-				end := offset + len(part)
-				lines[i] = line[:start] + value + line[end:]
-				return
-			}
-			offset += len(part) + 1
-			rest = after
-		}
-	}
-	if len(lines) == 0 {
-		r.Header.Set("Cookie", name+"="+value)
-		return
-	}
-	lines[len(lines)-1] += "; " + name + "=" + value
 }
 
 // sessionWriter watches the response for what it does to the session
@@ -144,7 +115,7 @@ func (w *sessionWriter) inspect() {
 		if w.req.cookie != "" && !w.req.minted && name != w.req.cookie {
 			continue // a request with a session watches its own cookie
 		}
-		action, value, err := idgen.ResponseCookie(w.Header(), name, now)
+		action, value, err := idgen.ResponseCookie(w.Header(), name, h.source.Decoding, now)
 		if err != nil {
 			if c := h.logger.Check(zapcore.DebugLevel, "response sets a session ID that is not tracked"); c != nil {
 				c.Write(zap.String("reason", err.Error()))

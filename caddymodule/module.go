@@ -86,6 +86,15 @@ type Handler struct {
 	// neither a cookie nor a query parameter carries one. Default: none.
 	Header []string `json:"header,omitempty"`
 
+	// Decoding is how the backend reads the session cookie and query
+	// parameter, so that the ID queued is the one the backend will use:
+	// "php" (PHP 8: cookie values percent-decoded, "." and " " in names
+	// read as "_", the last of repeated query parameters wins), "cgi"
+	// (Perl's CGI.pm: names and values percent-decoded, "+" a space, ","
+	// separates cookies too) or "none" (the bytes as sent). Header values
+	// are always taken as sent. Default: "php".
+	Decoding string `json:"decoding,omitempty"`
+
 	// ReadOnlyRaw are matcher sets; a request matching any of them is a
 	// reader, which may share its session's turn with other readers. All
 	// other requests are writers, which run alone. Default: none, every
@@ -234,6 +243,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.OnDuplicate == "" {
 		h.OnDuplicate = "log"
 	}
+	if h.Decoding == "" {
+		h.Decoding = idgen.DecodePHP.String()
+	}
 	if err := h.validate(); err != nil {
 		return err
 	}
@@ -251,7 +263,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.minter = &minter
 	}
-	h.source = idgen.Source{Cookies: h.Cookies, Query: h.Query, Headers: h.Header}
+	decoding, err := idgen.ParseDecoding(h.Decoding)
+	if err != nil {
+		return fmt.Errorf("session_queue: decoding: %v", err)
+	}
+	h.source = idgen.Source{Cookies: h.Cookies, Query: h.Query, Headers: h.Header, Decoding: decoding}
 
 	if h.ReadOnlyRaw != nil {
 		matchers, err := ctx.LoadModule(h, "ReadOnlyRaw")
@@ -409,7 +425,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !carriesID && malformed == nil && !bypass && h.minter != nil {
 		found = idgen.Found{ID: h.minter.Mint(), Kind: "cookie", Name: h.Cookies[0]}
 		carriesID, sreq.minted = true, true
-		setRequestCookie(r, found.Name, found.ID)
+		h.source.Decoding.SetCookie(r.Header, found.Name, found.ID)
 	}
 	if carriesID && found.Kind == "cookie" {
 		sreq.cookie, sreq.upstreamID = found.Name, found.ID
@@ -473,7 +489,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// Requests that waited behind a regeneration, or that the same
 		// client sent with the old ID just after it, go up with the new ID.
 		if newID, forwarded := z.lineages.Forward(found.ID, sreq.client, start); forwarded {
-			setRequestCookie(r, sreq.cookie, newID)
+			h.source.Decoding.SetCookie(r.Header, sreq.cookie, newID)
 			sreq.upstreamID = newID
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
-	"strings"
 )
 
 // MaxLength is the longest session ID that is queued. Real IDs are far
@@ -53,11 +52,14 @@ var idChar = func() (table [256]bool) {
 
 // Source says where a request's session ID is looked for. Cookies are tried
 // first, in the order given, then query parameters, then headers, the order
-// in which PHP itself prefers them.
+// in which PHP itself prefers them. Cookies and query parameters are read
+// by the backend's rules (Decoding), so that the ID queued is the ID the
+// backend will use; header values are taken as they are.
 type Source struct {
-	Cookies []string
-	Query   []string
-	Headers []string
+	Cookies  []string
+	Query    []string
+	Headers  []string
+	Decoding Decoding
 }
 
 // Found is a session ID read from a request.
@@ -78,15 +80,14 @@ func (f Found) Where() string { return f.Kind + " " + f.Name }
 // not acceptable as a key; the caller passes such requests through.
 func (s Source) Extract(r *http.Request) (found Found, ok bool, err error) {
 	for _, name := range s.Cookies {
-		if v, present := Cookie(r.Header, name); present && v != "" {
+		if v, present := s.Decoding.Cookie(r.Header, name); present && v != "" {
 			return check(v, "cookie", name)
 		}
 	}
 	if len(s.Query) > 0 && r.URL.RawQuery != "" {
-		query := r.URL.Query()
 		for _, name := range s.Query {
-			if vs := query[name]; len(vs) > 0 && vs[0] != "" {
-				return check(vs[0], "query", name)
+			if v, present := s.Decoding.Query(r.URL.RawQuery, name); present && v != "" {
+				return check(v, "query", name)
 			}
 		}
 	}
@@ -105,28 +106,4 @@ func check(id, kind, name string) (Found, bool, error) {
 	}
 	found.ID = id
 	return found, true, nil
-}
-
-// Cookie returns the value of the named cookie across every Cookie header
-// field of h. When the name appears more than once, the first value wins, as
-// in PHP (browsers send the cookie of the most specific path first). Names
-// are case-sensitive; surrounding spaces and one pair of double quotes are
-// removed from the value.
-func Cookie(h http.Header, name string) (value string, present bool) {
-	for _, line := range h["Cookie"] {
-		for len(line) > 0 {
-			var part string
-			part, line, _ = strings.Cut(line, ";")
-			k, v, hasValue := strings.Cut(part, "=")
-			if !hasValue || strings.TrimSpace(k) != name {
-				continue
-			}
-			v = strings.TrimSpace(v)
-			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-				v = v[1 : len(v)-1]
-			}
-			return v, true
-		}
-	}
-	return "", false
 }

@@ -8,36 +8,6 @@ import (
 	"testing"
 )
 
-func TestCookie(t *testing.T) {
-	tests := []struct {
-		name    string
-		headers []string
-		want    string
-		present bool
-	}{
-		{"single", []string{"PHPSESSID=abc"}, "abc", true},
-		{"among others", []string{"a=1; PHPSESSID=abc; b=2"}, "abc", true},
-		{"first of duplicates wins", []string{"PHPSESSID=first; PHPSESSID=second"}, "first", true},
-		{"first across header fields", []string{"x=1", "PHPSESSID=one", "PHPSESSID=two"}, "one", true},
-		{"quoted", []string{`PHPSESSID="abc"`}, "abc", true},
-		{"spaces", []string{"  PHPSESSID = abc  ;x=1"}, "abc", true},
-		{"case-sensitive name", []string{"phpsessid=abc"}, "", false},
-		{"prefix is not a match", []string{"XPHPSESSID=abc"}, "", false},
-		{"empty value", []string{"PHPSESSID="}, "", true},
-		{"no value", []string{"PHPSESSID"}, "", false},
-		{"absent", nil, "", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := http.Header{"Cookie": tt.headers}
-			got, present := Cookie(h, "PHPSESSID")
-			if got != tt.want || present != tt.present {
-				t.Fatalf("Cookie = %q, %v; want %q, %v", got, present, tt.want, tt.present)
-			}
-		})
-	}
-}
-
 func TestValidate(t *testing.T) {
 	good := []string{"abc123", "a-b,c", "Zend-1-2-3-HASH", "x.y_z~%2B+/=", strings.Repeat("a", MaxLength)}
 	for _, id := range good {

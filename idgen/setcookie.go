@@ -43,10 +43,11 @@ func (a CookieAction) String() string {
 // §5.3), when Expires is not after now. PHP's logout sends
 // "PHPSESSID=deleted; expires=Thu, 01-Jan-1970 00:00:01 GMT; Max-Age=0".
 //
-// For CookieSet, value is the new value; err is set, with value empty, when
+// For CookieSet, value is the new value, decoded as the backend will read
+// it when the browser sends it back (PHP's session cookie is URL-encoded); err is set, with value empty, when
 // that value is not acceptable as a queue key (see Validate), and the
 // caller should treat the response as setting an ID it does not track.
-func ResponseCookie(h http.Header, name string, now time.Time) (action CookieAction, value string, err error) {
+func ResponseCookie(h http.Header, name string, decoding Decoding, now time.Time) (action CookieAction, value string, err error) {
 	var last *http.Cookie
 	for _, line := range h["Set-Cookie"] {
 		// Most responses set other cookies too; skip them before paying
@@ -67,8 +68,9 @@ func ResponseCookie(h http.Header, name string, now time.Time) (action CookieAct
 		last.MaxAge == 0 && !last.Expires.IsZero() && !last.Expires.After(now):
 		return CookieDeleted, "", nil
 	}
-	if err := Validate(last.Value); err != nil {
+	value = decoding.value(last.Value)
+	if err := Validate(value); err != nil {
 		return CookieSet, "", fmt.Errorf("Set-Cookie %s: %w", name, err)
 	}
-	return CookieSet, last.Value, nil
+	return CookieSet, value, nil
 }

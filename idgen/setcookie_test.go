@@ -22,6 +22,7 @@ func TestResponseCookie(t *testing.T) {
 		{"set", []string{"PHPSESSID=s2; path=/; HttpOnly"}, CookieSet, "s2", nil},
 		{"set among others", []string{"a=1", "PHPSESSID=s2", "b=2"}, CookieSet, "s2", nil},
 		{"quoted", []string{`PHPSESSID="s2"`}, CookieSet, "s2", nil},
+		{"URL-encoded, as PHP sets it", []string{"PHPSESSID=a%2Cb-c"}, CookieSet, "a,b-c", nil},
 		{"spaces around the name", []string{" PHPSESSID =s2"}, CookieSet, "s2", nil},
 		{"name is case-sensitive", []string{"phpsessid=s2"}, CookieUntouched, "", nil},
 		{"last one wins", []string{"PHPSESSID=s2", "PHPSESSID=s3"}, CookieSet, "s3", nil},
@@ -44,7 +45,7 @@ func TestResponseCookie(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := http.Header{"Set-Cookie": tt.lines}
-			action, value, err := ResponseCookie(h, "PHPSESSID", now)
+			action, value, err := ResponseCookie(h, "PHPSESSID", DecodePHP, now)
 			if action != tt.action || value != tt.value || !errors.Is(err, tt.err) {
 				t.Fatalf("ResponseCookie = %v, %q, %v; want %v, %q, %v", action, value, err, tt.action, tt.value, tt.err)
 			}
@@ -68,7 +69,7 @@ func BenchmarkResponseCookie(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				ResponseCookie(h, "PHPSESSID", now)
+				ResponseCookie(h, "PHPSESSID", DecodePHP, now)
 			}
 		})
 	}
