@@ -183,8 +183,10 @@ func (w *sessionWriter) issued(name, id string, now time.Time) (duplicate bool) 
 		zap.String("on_duplicate", w.h.OnDuplicate))
 	if w.h.OnDuplicate == "reject" {
 		z.tracker.Withheld(id, dup)
-		w.duplicated = fmt.Errorf("session_queue: backend issued session %s to %s, which %s used within track_window; response withheld",
-			dup.Hash, w.req.client, dup.FirstClient)
+		// Error routes may show this message to the second client: the
+		// clients' addresses are in the log line above only.
+		w.duplicated = fmt.Errorf("session_queue: backend issued session %s, which another client used within track_window; response withheld",
+			dup.Hash)
 		for k := range w.Header() {
 			delete(w.Header(), k)
 		}

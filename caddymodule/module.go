@@ -519,7 +519,19 @@ func (h *Handler) bypasses(r *http.Request) (bool, error) {
 }
 
 // isLongLived reports websocket upgrades and Server-Sent Events requests.
+// Over HTTP/2 (RFC 8441) and HTTP/3 (RFC 9220) a websocket, or any other
+// tunnel, is an extended CONNECT request, with a :protocol pseudo-header
+// and no Upgrade header: Go's HTTP/2 server passes :protocol on as a
+// header field, quic-go puts it in r.Proto.
 func isLongLived(r *http.Request) bool {
+	if r.Method == http.MethodConnect {
+		switch r.ProtoMajor {
+		case 2:
+			return r.Header.Get(":protocol") != ""
+		case 3:
+			return r.Proto != "HTTP/3.0"
+		}
+	}
 	for _, v := range r.Header.Values("Upgrade") {
 		if headerHasToken(v, "websocket") {
 			return true

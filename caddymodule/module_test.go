@@ -122,4 +122,33 @@ func TestIsLongLived(t *testing.T) {
 			t.Errorf("%s: %s → %v, want %v", tt.header, tt.value, got, tt.want)
 		}
 	}
+
+	// Extended CONNECT as Go's HTTP/2 server (h2_bundle.go,
+	// newWriterAndRequestNoBody: header.Set(":protocol", ...)) and quic-go's
+	// HTTP/3 server (http3/headers.go: Proto = the :protocol value) hand it
+	// to handlers.
+	extended := []struct {
+		name       string
+		protoMajor int
+		proto      string
+		protocol   string
+		want       bool
+	}{
+		{"h2 websocket", 2, "HTTP/2.0", "websocket", true},
+		{"h2 other tunnel", 2, "HTTP/2.0", "webtransport", true},
+		{"h2 plain CONNECT", 2, "HTTP/2.0", "", false},
+		{"h3 websocket", 3, "websocket", "", true},
+		{"h3 plain CONNECT", 3, "HTTP/3.0", "", false},
+		{"h1 CONNECT", 1, "HTTP/1.1", "", false},
+	}
+	for _, tt := range extended {
+		r := httptest.NewRequest(http.MethodConnect, "/chat", nil)
+		r.ProtoMajor, r.Proto = tt.protoMajor, tt.proto
+		if tt.protocol != "" {
+			r.Header.Set(":protocol", tt.protocol)
+		}
+		if got := isLongLived(r); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
 }

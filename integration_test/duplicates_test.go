@@ -3,6 +3,7 @@ package integration_test
 import (
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ func clientFrom(ip string) *http.Client {
 type startReply struct {
 	status int
 	id     string
+	body   string
 }
 
 func startFrom(t *testing.T, c *http.Client) startReply {
@@ -28,8 +30,7 @@ func startFrom(t *testing.T, c *http.Client) startReply {
 		t.Errorf("GET /start.pl: %v", err)
 		return startReply{}
 	}
-	readBody(resp)
-	r := startReply{status: resp.StatusCode}
+	r := startReply{status: resp.StatusCode, body: readBody(resp)}
 	for _, cookie := range resp.Cookies() {
 		if cookie.Name == "CGISESSID" {
 			r.id = cookie.Value
@@ -98,7 +99,10 @@ func TestPerlDuplicateIDs(t *testing.T) {
 		}
 	}
 
-	aID, rejected := weakIDsCollide(t, "session_queue {\n\tzone dup-reject\n\ton_duplicate reject\n}")
+	// The error route echoes the error's message, as a site's error page
+	// may: it must not tell client B where client A is.
+	aID, rejected := weakIDsCollide(t, "session_queue {\n\tzone dup-reject\n\ton_duplicate reject\n}\n"+
+		"handle_errors {\n\trespond \"{err.message}\" {err.status_code}\n}")
 	withheld := 0
 	for _, r := range rejected {
 		switch {
@@ -108,6 +112,9 @@ func TestPerlDuplicateIDs(t *testing.T) {
 			withheld++
 			if r.id != "" {
 				t.Errorf("on_duplicate reject: the 502 set a session cookie")
+			}
+			if strings.Contains(r.body, "127.0.0.2") {
+				t.Errorf("on_duplicate reject: the 502's error message gives client B client A's address: %q", r.body)
 			}
 		case r.status != http.StatusOK || r.id == "":
 			t.Errorf("on_duplicate reject: B got %+v", r)
