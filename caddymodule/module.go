@@ -29,7 +29,11 @@ func init() {
 var (
 	DefaultCookies    = []string{"PHPSESSID", "CGISESSID", "ci_session"}
 	DefaultMaxReaders = 4
-	DefaultMaxWaiting = 32
+	// DefaultMaxWaiting is more than one page can have waiting: a browser
+	// keeps at most 250 requests in flight on one HTTP/2 connection (the
+	// default stream limit of Go's server, which Caddy keeps; HTTP/3 allows
+	// 100, HTTP/1.1 six connections), so one holds the turn and 249 wait.
+	DefaultMaxWaiting = 256
 	DefaultMaxWait    = 30 * time.Second
 	DefaultRetryAfter = time.Second
 	DefaultZone       = "default"
@@ -114,7 +118,10 @@ type Handler struct {
 	MaxReaders int `json:"max_readers,omitempty"`
 
 	// MaxWaiting is how many requests may wait for one session's turn; one
-	// more is refused with 429. Default: 32.
+	// more is refused with 429. The default is above what one page can have
+	// in flight (250 requests on an HTTP/2 connection), so that no page that
+	// works without the proxy is refused; max_wait bounds how long they
+	// wait. Default: 256.
 	MaxWaiting int `json:"max_waiting,omitempty"`
 
 	// MaxWait is how long a request may wait for its turn before it is

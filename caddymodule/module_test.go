@@ -26,11 +26,11 @@ func TestProvisionDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if strings.Join(h.Cookies, " ") != "PHPSESSID CGISESSID ci_session" || h.MaxReaders != 4 ||
-		h.MaxWaiting != 32 || time.Duration(h.MaxWait) != 30*time.Second ||
+		h.MaxWaiting != 256 || time.Duration(h.MaxWait) != 30*time.Second ||
 		time.Duration(h.RetryAfter) != time.Second || h.MaxHold != 0 {
 		t.Fatalf("defaults: %+v", h)
 	}
-	if got := h.zone.table.Limits(); got.MaxReaders != 4 || got.MaxWaiting != 32 {
+	if got := h.zone.table.Limits(); got.MaxReaders != 4 || got.MaxWaiting != 256 {
 		t.Fatalf("zone limits %+v", got)
 	}
 }

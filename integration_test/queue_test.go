@@ -666,3 +666,46 @@ func TestConfigErrorsNameTheOption(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultMaxWaitingHoldsOnePage: one browser may keep 250 requests of
+// one session in flight on an HTTP/2 connection (Go's and so Caddy's
+// default stream limit), and PHP's own files lock serves them all, slowly.
+// Under the default max_waiting none of them may be refused.
+func TestDefaultMaxWaitingHoldsOnePage(t *testing.T) {
+	g := newGateBackend(t)
+	const cookie = "PHPSESSID=one-page-of-requests"
+	const inFlight = 250
+	loadCaddyfile(t, queuedSite(g.URL, "zone page"))
+
+	holder := send(t.Context(), "/", cookie, "holder")
+	g.expectArrival(t, "holder")
+	others := make(chan result, inFlight-1)
+	for i := range inFlight - 1 {
+		go func() { others <- <-send(t.Context(), "/", cookie, fmt.Sprintf("r%d", i)) }()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for waiting := zoneWaiting(t, "page"); waiting != inFlight-1; waiting = zoneWaiting(t, "page") {
+		select {
+		case r := <-others:
+			t.Fatalf("with %d requests waiting, request %s was answered before its turn: %d %q", waiting, r.name, r.status, r.body)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests waiting, want %d", waiting, inFlight-1)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	g.let("holder")
+	if r := wait(t, holder); r.status != http.StatusOK {
+		t.Fatalf("holder: %d", r.status)
+	}
+	for range inFlight - 1 {
+		g.let(g.expectArrival(t, ""))
+		if r := wait(t, others); r.status != http.StatusOK {
+			t.Errorf("request %s: %d %q, want 200", r.name, r.status, r.body)
+		}
+	}
+	if n := g.maxConcurrent("one-page-of-requests"); n != 1 {
+		t.Errorf("%d requests of the session ran at once, want 1", n)
+	}
+}
