@@ -58,6 +58,9 @@ type zoneStatus struct {
 	HoldExpired   uint64                       `json:"hold_expired"`
 	Regenerations uint64                       `json:"regenerations"`
 	Duplicates    uint64                       `json:"duplicates"`
+	// Unqueued counts requests whose session ID could not be queued, by
+	// reason, as caddy_session_queue_unqueued_total does.
+	Unqueued map[string]uint64 `json:"unqueued"`
 }
 
 type sessionStatus struct {
@@ -82,6 +85,10 @@ func (adminAPI) handleZones(w http.ResponseWriter, _ *http.Request) error {
 			}
 			requests[modeName] = byResult
 		}
+		unqueued := make(map[string]uint64, unqueuedReasonCount)
+		for reason, reasonName := range unqueuedReasonNames {
+			unqueued[reasonName] = z.unqueued.total[reason].Load()
+		}
 		statuses = append(statuses, zoneStatus{
 			Zone:          name.(string),
 			MaxReaders:    limits.MaxReaders,
@@ -92,6 +99,7 @@ func (adminAPI) handleZones(w http.ResponseWriter, _ *http.Request) error {
 			HoldExpired:   z.holdExpired.Load(),
 			Regenerations: z.regenerations.Load(),
 			Duplicates:    z.duplicates.Load(),
+			Unqueued:      unqueued,
 		})
 		return true
 	})

@@ -38,6 +38,11 @@ var (
 		Help: "Session IDs issued to one client while another client used them.",
 	}, []string{"zone"})
 
+	unqueuedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "session_queue", Name: "unqueued_total",
+		Help: "Requests carrying a session ID that could not be queued (too_long, bad_characters) and were passed on unserialized.",
+	}, []string{"zone", "reason"})
+
 	holdExpiredTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "session_queue", Name: "hold_expired_total",
 		Help: "Turns given up because a request held its session longer than max_hold.",
@@ -52,7 +57,7 @@ var (
 )
 
 var collectors = []prometheus.Collector{
-	requestsTotal, waitSeconds, inFlight, regenerationsTotal, duplicatesTotal, holdExpiredTotal, zoneGauges,
+	requestsTotal, waitSeconds, inFlight, regenerationsTotal, duplicatesTotal, holdExpiredTotal, unqueuedTotal, zoneGauges,
 }
 
 // registerMetrics adds the collectors to a config's registry. Several
@@ -120,6 +125,7 @@ type zoneMetrics struct {
 	holdExpired prometheus.Counter
 	regenerated prometheus.Counter
 	duplicates  prometheus.Counter
+	unqueued    [unqueuedReasonCount]prometheus.Counter
 }
 
 func newZoneMetrics(zone string) zoneMetrics {
@@ -134,6 +140,9 @@ func newZoneMetrics(zone string) zoneMetrics {
 	m.holdExpired = holdExpiredTotal.WithLabelValues(zone)
 	m.regenerated = regenerationsTotal.WithLabelValues(zone)
 	m.duplicates = duplicatesTotal.WithLabelValues(zone)
+	for reason, reasonName := range unqueuedReasonNames {
+		m.unqueued[reason] = unqueuedTotal.WithLabelValues(zone, reasonName)
+	}
 	return m
 }
 
@@ -150,4 +159,7 @@ func deleteZoneMetrics(zone string) {
 	holdExpiredTotal.DeleteLabelValues(zone)
 	regenerationsTotal.DeleteLabelValues(zone)
 	duplicatesTotal.DeleteLabelValues(zone)
+	for _, reasonName := range unqueuedReasonNames {
+		unqueuedTotal.DeleteLabelValues(zone, reasonName)
+	}
 }

@@ -420,9 +420,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	found, carriesID, malformed := h.source.Extract(r)
 	if malformed != nil {
 		carriesID = false
-		if c := h.logger.Check(zapcore.DebugLevel, "session ID not queued"); c != nil {
-			c.Write(zap.String("reason", malformed.Error()))
-		}
+		h.unqueued(found.Where(), malformed, time.Now())
 	}
 	bypass, err := h.bypasses(r)
 	if err != nil {

@@ -36,6 +36,7 @@ type zone struct {
 	holdExpired   atomic.Uint64
 	regenerations atomic.Uint64
 	duplicates    atomic.Uint64
+	unqueued      unqueuedCounts
 
 	// running counts the requests inside a handler of this zone, plus
 	// closedBit once the zone has been destructed. Caddy cleans up the
