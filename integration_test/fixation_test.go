@@ -9,41 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 )
-
-// loadCaddyfileOptions is loadCaddyfile with more lines for the global
-// options block (a servers block, TLS storage...).
-func loadCaddyfileOptions(t testing.TB, options, sites string) {
-	t.Helper()
-	global := strings.TrimSuffix(fmt.Sprintf(globalOptions, "1ns", caddyLog), "}\n") + options + "}\n"
-	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(global+sites), map[string]any{"filename": "Caddyfile"})
-	for _, w := range warnings {
-		t.Logf("adapt warning: %s", w.String())
-	}
-	if err != nil {
-		t.Fatalf("adapting Caddyfile: %v", err)
-	}
-	if err := loadConfig(cfg); err != nil {
-		t.Fatalf("loading config: %v", err)
-	}
-}
-
-// headerTransport adds fixed headers to every request, as a client behind
-// a proxy (or one forging what a proxy would add) sends them.
-type headerTransport struct {
-	header http.Header
-	next   http.RoundTripper
-}
-
-func (ht headerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	req = req.Clone(req.Context())
-	for k, v := range ht.header {
-		req.Header[k] = v
-	}
-	return ht.next.RoundTrip(req)
-}
 
 // served is what testdata/php/session.php answered: the session's user and
 // the ID of the session the backend served.
@@ -188,6 +154,14 @@ func fixationAttack(t *testing.T, victimHeader, attackerHeader http.Header) (hij
 	// The victim is logged in under a new ID.
 	if got := fetchSession(victim, ""); got.err != nil || got.user != "alice" || got.id == fixed {
 		t.Fatalf("victim after login: user %q, same ID as planted %v, err %v; want alice under a new ID", got.user, got.id == fixed, got.err)
+	}
+	// The binding cookie the victim holds stays in the proxy.
+	resp, err = victim.Get(caddyAddr + "/cookies.php")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := strings.TrimSpace(readBody(resp)); names != "PHPSESSID" {
+		t.Errorf("the backend was sent the cookies %q, want PHPSESSID only", names)
 	}
 	for _, r := range all {
 		if r.err != nil {
