@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -205,4 +206,71 @@ func TestPHPFixationNotForwarded(t *testing.T) {
 			t.Errorf("%d of the attacker's %d requests were served with the victim's new session; want 0", hijacked, sent)
 		}
 	})
+}
+
+// loginWithStaleRequest logs a browser in (its session ID X regenerated
+// into Y), then sends, after the login has returned, one request with X
+// and every other cookie of that browser, its binding among them, as a
+// browser does that sent it before it stored Y. It returns what served
+// that request, X, and the names of the cookies the browser holds.
+func loginWithStaleRequest(t *testing.T) (stale served, old string, names []string) {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	browser := &http.Client{Jar: jar, Timeout: client.Timeout}
+	first := fetchSession(browser, "")
+	if first.err != nil {
+		t.Fatal(first.err)
+	}
+	site, _ := url.Parse(caddyAddr)
+	before := jar.Cookies(site)
+	resp, err := browser.Get(caddyAddr + "/login.php?user=alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readBody(resp)
+	var cookie []string
+	for _, c := range before {
+		cookie = append(cookie, c.Name+"="+c.Value)
+	}
+	for _, c := range jar.Cookies(site) {
+		names = append(names, c.Name)
+	}
+	return fetchSession(client, strings.Join(cookie, "; ")), first.id, names
+}
+
+// TestPHPRegenerateGraceOff: with regenerate_grace 0 a request the browser
+// sends with the old ID after the regeneration keeps it (it used to become
+// the 2s default); with forward_regenerated off nothing is forwarded and no
+// binding cookie is set. With a grace, the same request is forwarded.
+func TestPHPRegenerateGraceOff(t *testing.T) {
+	b := startPHP(t)
+	for _, tt := range []struct {
+		options   string
+		forwarded bool
+		cookies   string
+	}{
+		{"regenerate_grace 1m", true, "PHPSESSID sq_binding"},
+		{"regenerate_grace 0", false, "PHPSESSID sq_binding"},
+		{"regenerate_grace off", false, "PHPSESSID sq_binding"},
+		{"forward_regenerated off", false, "PHPSESSID"},
+	} {
+		t.Run(tt.options, func(t *testing.T) {
+			loadCaddyfile(t, b.site(t, b.redisPool, "session_queue {\n\tzone grace-off\n\t"+tt.options+"\n}"))
+			stale, old, names := loginWithStaleRequest(t)
+			if stale.err != nil {
+				t.Fatal(stale.err)
+			}
+			forwarded := stale.id != old
+			t.Logf("%s: the stale request was served as %q, forwarded %v; the browser holds %q", tt.options, stale.user, forwarded, names)
+			if forwarded != tt.forwarded || (stale.user == "alice") != tt.forwarded {
+				t.Errorf("%s: the stale request was served as %q, forwarded %v; want forwarded %v", tt.options, stale.user, forwarded, tt.forwarded)
+			}
+			if got := strings.Join(slices.Sorted(slices.Values(names)), " "); got != tt.cookies {
+				t.Errorf("%s: the browser holds cookies %q, want %q", tt.options, got, tt.cookies)
+			}
+		})
+	}
 }
