@@ -1,9 +1,17 @@
 package integration_test
 
 import (
-	"crypto/tls"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,21 +20,11 @@ import (
 )
 
 // loadCaddyfileOptions is loadCaddyfile with more lines for the global
-// options block (a servers block, TLS storage...). A one-line option
-// replaces the test default of the same name.
+// options block (a servers block, say).
 func loadCaddyfileOptions(t testing.TB, options, sites string) {
 	t.Helper()
-	var global strings.Builder
-	for line := range strings.Lines(fmt.Sprintf(globalOptions, "1ns", caddyLog)) {
-		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
-		if line == "}\n" {
-			global.WriteString(options)
-		} else if strings.HasPrefix(line, "\t") && !strings.HasPrefix(line, "\t\t") && strings.Contains(options, "\t"+name+" ") {
-			continue
-		}
-		global.WriteString(line)
-	}
-	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(global.String()+sites), map[string]any{"filename": "Caddyfile"})
+	global := strings.TrimSuffix(fmt.Sprintf(globalOptions, "1ns", caddyLog), "}\n") + options + "}\n"
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(global+sites), map[string]any{"filename": "Caddyfile"})
 	for _, w := range warnings {
 		t.Logf("adapt warning: %s", w.String())
 	}
@@ -56,36 +54,47 @@ func (ht headerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // caddyTLSAddr is where tlsSite listens.
 const caddyTLSAddr = "https://127.0.0.1:9443"
 
-// tlsOptions are the global options tlsSite needs: automatic HTTPS, which
-// gets its certificate, without the redirects from the HTTP port; the
-// internal CA's files go to storageDir, not the user's data directory.
-func tlsOptions(storageDir string) string {
-	return "\tauto_https disable_redirects\n\tstorage file_system " + storageDir + "\n"
-}
-
-// loadTLSCaddyfile loads tlsSite(site) and waits until it serves TLS:
-// Caddy obtains the certificate in the background after the config has
-// started, and a handshake before that fails.
-func loadTLSCaddyfile(t *testing.T, storageDir, site string) {
-	t.Helper()
-	loadCaddyfileOptions(t, tlsOptions(storageDir), tlsSite(site))
-	addr := strings.TrimPrefix(caddyTLSAddr, "https://")
-	deadline := time.Now().Add(backendStartTimeout)
-	for {
-		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
-		if err == nil {
-			conn.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no TLS handshake with %s within %v: %v", addr, backendStartTimeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // tlsSite turns a site of siteBlock into the same site on caddyTLSAddr,
-// with a certificate from Caddy's internal CA.
-func tlsSite(site string) string {
-	return strings.Replace(site, ":9080 {\n", strings.TrimPrefix(caddyTLSAddr, "https://")+" {\n\ttls internal\n", 1)
+// with a certificate of its own for 127.0.0.1. The certificate is loaded
+// from files, not obtained from Caddy's internal CA: that happens in the
+// background while the config starts, and in Caddy v2.11.9 the event it
+// emits reads the TLS app while its Start writes it (a data race that
+// -race reports).
+func tlsSite(t *testing.T, site string) string {
+	t.Helper()
+	certFile, keyFile := selfSignedCertificate(t)
+	addr := strings.TrimPrefix(caddyTLSAddr, "https://")
+	return strings.Replace(site, ":9080 {\n", addr+" {\n\ttls "+certFile+" "+keyFile+"\n", 1)
+}
+
+// selfSignedCertificate writes a certificate for 127.0.0.1, valid for a
+// day, and its key, and returns their paths.
+func selfSignedCertificate(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	template := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := backendDir(t)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeFile(t, certFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	writeFile(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})))
+	return certFile, keyFile
 }

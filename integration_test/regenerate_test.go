@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -87,7 +86,6 @@ func browserSession(t *testing.T, base string, transport http.RoundTripper, prot
 // HTTP/1.1 and HTTP/2).
 func TestPHPRegenerationKeepsUsersLoggedIn(t *testing.T) {
 	b := startPHP(t)
-	storage := filepath.Join(backendDir(t), "caddy")
 	insecure := &tls.Config{InsecureSkipVerify: true}
 	for _, tt := range []struct {
 		name, pool, base string
@@ -108,11 +106,11 @@ func TestPHPRegenerationKeepsUsersLoggedIn(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			load := func(sessionQueue string) {
-				if tt.base == caddyAddr {
-					loadCaddyfile(t, b.site(t, tt.pool, sessionQueue))
-					return
+				site := b.site(t, tt.pool, sessionQueue)
+				if tt.base == caddyTLSAddr {
+					site = tlsSite(t, site)
 				}
-				loadTLSCaddyfile(t, storage, b.site(t, tt.pool, sessionQueue))
+				loadCaddyfile(t, site)
 			}
 			load("")
 			anonymous, finally, _ := browserSession(t, tt.base, tt.transport, tt.proto, 40, 10, 5)
