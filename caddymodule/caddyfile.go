@@ -45,11 +45,15 @@ func parseCaddyfile(helper httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 //		max_hold    <duration>
 //		zone        <name>
 //		key_pattern      <regexp>
-//		regenerate_grace <duration>
+//		regenerate_grace <duration>|off
+//		forward_regenerated on|off
 //		track_window     <duration>
 //		on_duplicate     log|reject
 //		mint             php|hex|base64url [<length> [<bits_per_character>]]
 //	}
+//
+// `regenerate_grace off` (or 0) forwards no request that arrives after a
+// regeneration; `forward_regenerated off` forwards none at all.
 //
 // read_only takes a @named matcher, a path, matchers written inline
 // (`read_only method GET HEAD`), a block of matchers, or a CEL expression
@@ -150,16 +154,40 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, namedMatcher matcherToken) e
 				h.MaxHold = dur
 			}
 
-		case "regenerate_grace", "track_window":
+		case "regenerate_grace":
+			if d.NextArg() {
+				if d.Val() == "off" {
+					if d.NextArg() {
+						return d.Errf("session_queue: regenerate_grace: unexpected %q after off", d.Val())
+					}
+					h.RegenerateGrace = new(caddy.Duration)
+					continue
+				}
+				d.Prev()
+			}
 			dur, err := durationArg(d, option)
 			if err != nil {
 				return err
 			}
-			if option == "regenerate_grace" {
-				h.RegenerateGrace = dur
-			} else {
-				h.TrackWindow = dur
+			h.RegenerateGrace = &dur
+
+		case "track_window":
+			dur, err := durationArg(d, option)
+			if err != nil {
+				return err
 			}
+			h.TrackWindow = dur
+
+		case "forward_regenerated":
+			v, err := stringArg(d, option, "on or off")
+			if err != nil {
+				return err
+			}
+			if v != "on" && v != "off" {
+				return d.Errf("session_queue: forward_regenerated: want on or off, got %q", v)
+			}
+			forward := v == "on"
+			h.ForwardRegenerated = &forward
 
 		case "on_duplicate":
 			v, err := stringArg(d, option, "log or reject")

@@ -164,7 +164,7 @@ func TestLifecycleOptions(t *testing.T) {
 	if err := h.UnmarshalCaddyfile(d); err != nil {
 		t.Fatal(err)
 	}
-	if h.KeyPattern != "^(?:[^-]*-){5}(.+)$" || h.RegenerateGrace != caddy.Duration(5*time.Second) ||
+	if h.KeyPattern != "^(?:[^-]*-){5}(.+)$" || h.RegenerateGrace == nil || *h.RegenerateGrace != caddy.Duration(5*time.Second) ||
 		h.TrackWindow != caddy.Duration(time.Hour) || h.OnDuplicate != "reject" ||
 		h.Mint == nil || *h.Mint != (MintConfig{Format: "php", Length: 48, BitsPerCharacter: 6}) {
 		t.Fatalf("parsed %+v (mint %+v)", h, h.Mint)
@@ -180,6 +180,70 @@ func TestLifecycleOptions(t *testing.T) {
 		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(src))
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: got %v, want an error containing %q", src, err, want)
+		}
+	}
+}
+
+func TestForwardingOptions(t *testing.T) {
+	grace := func(d time.Duration) *caddy.Duration { v := caddy.Duration(d); return &v }
+	forward := func(b bool) *bool { return &b }
+	tests := []struct {
+		options string
+		grace   *caddy.Duration
+		forward *bool
+	}{
+		{"", nil, nil},
+		{"regenerate_grace 500ms", grace(500 * time.Millisecond), nil},
+		{"regenerate_grace 0", grace(0), nil},
+		{"regenerate_grace off", grace(0), nil},
+		{"forward_regenerated off", nil, forward(false)},
+		{"forward_regenerated on\nregenerate_grace 1s", grace(time.Second), forward(true)},
+	}
+	for _, tt := range tests {
+		var h Handler
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("session_queue {\n" + tt.options + "\n}")); err != nil {
+			t.Errorf("%q: %v", tt.options, err)
+			continue
+		}
+		if (h.RegenerateGrace == nil) != (tt.grace == nil) || h.RegenerateGrace != nil && *h.RegenerateGrace != *tt.grace {
+			t.Errorf("%q: regenerate_grace = %v, want %v", tt.options, h.RegenerateGrace, tt.grace)
+		}
+		if (h.ForwardRegenerated == nil) != (tt.forward == nil) || h.ForwardRegenerated != nil && *h.ForwardRegenerated != *tt.forward {
+			t.Errorf("%q: forward_regenerated = %v, want %v", tt.options, h.ForwardRegenerated, tt.forward)
+		}
+	}
+	for src, want := range map[string]string{
+		"regenerate_grace":                                "regenerate_grace: needs a duration",
+		"regenerate_grace -1s":                            "regenerate_grace: must not be negative",
+		"regenerate_grace soon":                           `regenerate_grace: invalid duration "soon"`,
+		"regenerate_grace off 2s":                         `regenerate_grace: unexpected "2s" after off`,
+		"forward_regenerated":                             "forward_regenerated: needs on or off",
+		"forward_regenerated yes":                         `forward_regenerated: want on or off, got "yes"`,
+		"forward_regenerated off on":                      "forward_regenerated: takes one argument",
+		"forward_regenerated on\nforward_regenerated off": "forward_regenerated: specified more than once",
+	} {
+		var h Handler
+		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("session_queue {\n" + src + "\n}"))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want an error containing %q", src, err, want)
+		}
+	}
+
+	// In JSON, a grace of 0 and forwarding off are written out, not
+	// taken for unset.
+	out, err := adapt(t, `:8080 {
+		session_queue {
+			regenerate_grace off
+			forward_regenerated off
+		}
+		respond ok
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"regenerate_grace":0`, `"forward_regenerated":false`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("adapted config lacks %s: %s", want, out)
 		}
 	}
 }

@@ -25,13 +25,17 @@ type sessionRequest struct {
 	// minted is true when upstreamID was made here.
 	minted bool
 	client string
-	// secure is true over HTTPS, where a minted cookie gets Secure.
+	// secure is true over HTTPS, where a minted cookie gets Secure and the
+	// binding cookie is the __Host- one.
 	secure bool
+	// binding is the browser's binding token: the one the request
+	// presented, or one issued with the response; "" while it has none, and
+	// always when forward_regenerated is off.
+	binding string
 }
 
 // clientAddress is the client's IP as Caddy determined it (honouring
-// trusted_proxies), the address regeneration forwarding and duplicate
-// detection compare.
+// trusted_proxies), the address duplicate detection compares.
 func clientAddress(r *http.Request) string {
 	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok {
 		return ip
@@ -43,14 +47,16 @@ func clientAddress(r *http.Request) string {
 // cookie, before the headers go out: a new value for a request that carried
 // an ID is a regeneration, a value for a request that carried none is an
 // issued ID (checked for duplicates), a deletion is a logout. It also sets
-// the cookie of a minted ID, and swallows a response whose duplicate ID must
-// not reach the client.
+// the cookie of a minted ID and the binding cookie, and swallows a response
+// whose duplicate ID must not reach the client.
 type sessionWriter struct {
 	*caddyhttp.ResponseWriterWrapper
 	h          *Handler
 	req        sessionRequest
 	checked    bool
 	duplicated error // set when the response is replaced by a 502
+	// issueBinding is set when req.binding was made for this response.
+	issueBinding bool
 }
 
 func (w *sessionWriter) WriteHeader(status int) {
@@ -108,8 +114,46 @@ func (w *sessionWriter) err() error {
 	return nil
 }
 
-// inspect applies the response's Set-Cookie for the session cookie.
+// inspect applies the response's Set-Cookie for the session cookie, and
+// adds the cookies the proxy sets: the minted ID, unless the backend set
+// the cookie itself, and the binding cookie for a browser that holds a
+// session cookie, or is given one now, without a binding.
 func (w *sessionWriter) inspect() {
+	handled := w.followSessionCookie()
+	if w.duplicated != nil {
+		return
+	}
+	if w.req.minted && !handled {
+		http.SetCookie(w, &http.Cookie{
+			Name: w.req.cookie, Value: w.req.upstreamID, Path: "/",
+			HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: w.req.secure,
+		})
+	}
+	if w.req.cookie != "" {
+		w.binding()
+	}
+	if w.issueBinding {
+		http.SetCookie(w, bindingCookieFor(w.req.binding, w.req.secure))
+	}
+}
+
+// binding returns the browser's binding token, making one to issue with
+// this response when the request presented none. While forward_regenerated
+// is off no token is needed, and it returns "".
+func (w *sessionWriter) binding() string {
+	if !w.h.forwarding {
+		return ""
+	}
+	if w.req.binding == "" {
+		w.req.binding = newBindingToken()
+		w.issueBinding = true
+	}
+	return w.req.binding
+}
+
+// followSessionCookie acts on what the response does to the session
+// cookie, and reports whether it set or deleted it.
+func (w *sessionWriter) followSessionCookie() (handled bool) {
 	h, z, now := w.h, w.h.zone, time.Now()
 	for _, name := range h.Cookies {
 		if w.req.cookie != "" && !w.req.minted && name != w.req.cookie {
@@ -130,18 +174,15 @@ func (w *sessionWriter) inspect() {
 		case action == idgen.CookieSet && w.req.upstreamID != "" && !w.req.minted:
 			w.regenerated(value, now)
 		case action == idgen.CookieSet:
-			w.issued(name, value, now)
+			if !w.issued(name, value, now) {
+				w.binding()
+			}
 		default:
 			continue
 		}
-		return
+		return true
 	}
-	if w.req.minted {
-		http.SetCookie(w, &http.Cookie{
-			Name: w.req.cookie, Value: w.req.upstreamID, Path: "/",
-			HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: w.req.secure,
-		})
-	}
+	return false
 }
 
 // regenerated links a new ID to the one the request went up with. The new
@@ -152,7 +193,7 @@ func (w *sessionWriter) regenerated(newID string, now time.Time) {
 	if w.issued(w.req.cookie, newID, now) {
 		return
 	}
-	if !z.lineages.Link(w.req.upstreamID, newID, w.req.client, now) {
+	if !z.lineages.Link(w.req.upstreamID, newID, w.binding(), now) {
 		return // newID belongs to another lineage; not followed
 	}
 	z.regenerations.Add(1)

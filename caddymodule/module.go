@@ -148,12 +148,22 @@ type Handler struct {
 
 	// RegenerateGrace is how long after a response regenerated a session
 	// ID (set the session cookie to a new value for a request carrying the
-	// old one) a request from the same client address still carrying the
-	// old ID is forwarded with the new one. Requests that were waiting when
-	// the regeneration came back are always forwarded. Outside the window
-	// the old ID is passed on untouched, which keeps regeneration's
-	// protection against session fixation. Default: 2s.
-	RegenerateGrace caddy.Duration `json:"regenerate_grace,omitempty"`
+	// old one) a request from the same browser still carrying the old ID
+	// is forwarded with the new one. The browser is told by its binding
+	// cookie (sq_binding, __Host-sq_binding over HTTPS), which the proxy
+	// sets and whoever planted the old ID cannot know. Requests of that
+	// browser that were waiting when the regeneration came back are
+	// forwarded whatever the grace. Requests of any other browser, or after
+	// the window, go up with the old ID untouched, which keeps
+	// regeneration's protection against session fixation. 0 turns the
+	// window off. Default: 2s.
+	RegenerateGrace *caddy.Duration `json:"regenerate_grace,omitempty"`
+
+	// ForwardRegenerated, when false, sends every request upstream with
+	// the session ID it carries: regenerated IDs still share their old ID's
+	// queue, but no request is forwarded and no binding cookie is set.
+	// Default: true.
+	ForwardRegenerated *bool `json:"forward_regenerated,omitempty"`
 
 	// TrackWindow is how long an ID that a client presented or was issued
 	// is remembered (as a keyed hash) to spot the backend issuing the same
@@ -191,7 +201,11 @@ type Handler struct {
 	bypassSet  bool
 	keyPattern idgen.KeyPattern
 	minter     *idgen.Minter
-	zone       *zone
+	// regenerateGrace and forwarding are RegenerateGrace and
+	// ForwardRegenerated with their defaults applied.
+	regenerateGrace time.Duration
+	forwarding      bool
+	zone            *zone
 	// inZone is whether this handler holds a reference on its zone; only
 	// Provision and Cleanup touch it, as requests may still be running in
 	// this handler when Caddy cleans it up after a reload.
@@ -241,9 +255,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Zone == "" {
 		h.Zone = DefaultZone
 	}
-	if h.RegenerateGrace == 0 {
-		h.RegenerateGrace = caddy.Duration(DefaultRegenerateGrace)
+	h.regenerateGrace = DefaultRegenerateGrace
+	if h.RegenerateGrace != nil {
+		h.regenerateGrace = time.Duration(*h.RegenerateGrace)
 	}
+	h.forwarding = h.ForwardRegenerated == nil || *h.ForwardRegenerated
 	if h.TrackWindow == 0 {
 		h.TrackWindow = caddy.Duration(DefaultTrackWindow)
 	}
@@ -303,10 +319,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	z, err := acquireZone(h.Zone, zoneSettings{
-		limits:          queue.Limits{MaxReaders: h.MaxReaders, MaxWaiting: h.MaxWaiting},
-		keyPattern:      h.keyPattern,
-		regenerateGrace: time.Duration(h.RegenerateGrace),
-		trackWindow:     time.Duration(h.TrackWindow),
+		limits:      queue.Limits{MaxReaders: h.MaxReaders, MaxWaiting: h.MaxWaiting},
+		keyPattern:  h.keyPattern,
+		trackWindow: time.Duration(h.TrackWindow),
 	})
 	if err != nil {
 		return fmt.Errorf("session_queue: zone %q: %v", h.Zone, err)
@@ -350,8 +365,8 @@ func (h *Handler) validate() error {
 	if h.MaxHold < 0 {
 		return fmt.Errorf("session_queue: max_hold: must not be negative, got %s", time.Duration(h.MaxHold))
 	}
-	if h.RegenerateGrace < 0 {
-		return fmt.Errorf("session_queue: regenerate_grace: must not be negative, got %s", time.Duration(h.RegenerateGrace))
+	if h.regenerateGrace < 0 {
+		return fmt.Errorf("session_queue: regenerate_grace: must not be negative, got %s", h.regenerateGrace)
 	}
 	if h.TrackWindow < 0 {
 		return fmt.Errorf("session_queue: track_window: must not be negative, got %s", time.Duration(h.TrackWindow))
@@ -426,7 +441,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	sreq := sessionRequest{client: clientAddress(r), secure: r.TLS != nil}
+	sreq := sessionRequest{client: clientAddress(r), secure: requestIsHTTPS(r)}
+	if h.forwarding {
+		sreq.binding = presentedBinding(r, sreq.secure)
+	}
+	stripBindingCookies(r)
 	if !carriesID && malformed == nil && !bypass && h.minter != nil {
 		found = idgen.Found{ID: h.minter.Mint(), Kind: "cookie", Name: h.Cookies[0]}
 		carriesID, sreq.minted = true, true
@@ -490,10 +509,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	z.count(mode, result)
 	z.metrics.inFlight[mode].Inc()
 	defer z.metrics.inFlight[mode].Dec()
-	if sreq.cookie != "" && !sreq.minted {
+	if sreq.cookie != "" && !sreq.minted && h.forwarding {
 		// Requests that waited behind a regeneration, or that the same
-		// client sent with the old ID just after it, go up with the new ID.
-		if newID, forwarded := z.lineages.Forward(found.ID, sreq.client, start); forwarded {
+		// browser sent with the old ID just after it, go up with the new ID.
+		if newID, forwarded := z.lineages.Forward(found.ID, sreq.binding, start, h.regenerateGrace); forwarded {
 			h.source.Decoding.SetCookie(r.Header, sreq.cookie, newID)
 			sreq.upstreamID = newID
 		}

@@ -33,6 +33,22 @@ func TestProvisionDefaults(t *testing.T) {
 	if got := h.zone.table.Limits(); got.MaxReaders != 4 || got.MaxWaiting != 256 {
 		t.Fatalf("zone limits %+v", got)
 	}
+	if h.regenerateGrace != DefaultRegenerateGrace || !h.forwarding {
+		t.Fatalf("regenerate_grace %s, forwarding %v; want %s, true", h.regenerateGrace, h.forwarding, DefaultRegenerateGrace)
+	}
+}
+
+// TestProvisionForwardingOff: regenerate_grace 0 stays 0 (it used to
+// become the default), and forward_regenerated false turns forwarding off.
+func TestProvisionForwardingOff(t *testing.T) {
+	off := false
+	h := &Handler{Zone: "forwarding-off-test", RegenerateGrace: new(caddy.Duration(0)), ForwardRegenerated: &off}
+	if err := provision(t, h); err != nil {
+		t.Fatal(err)
+	}
+	if h.regenerateGrace != 0 || h.forwarding {
+		t.Fatalf("regenerate_grace %s, forwarding %v; want 0, false", h.regenerateGrace, h.forwarding)
+	}
 }
 
 func TestProvisionRejectsBadJSON(t *testing.T) {
@@ -55,6 +71,7 @@ func TestProvisionRejectsBadJSON(t *testing.T) {
 		{Handler{OnDuplicate: "ignore"}, `session_queue: on_duplicate: want log or reject, got "ignore"`},
 		{Handler{Decoding: "raw"}, `session_queue: decoding: want php, cgi or none, got "raw"`},
 		{Handler{TrackWindow: -1}, "session_queue: track_window: must not be negative"},
+		{Handler{RegenerateGrace: new(caddy.Duration(-1))}, "session_queue: regenerate_grace: must not be negative"},
 	}
 	for _, tt := range tests {
 		h := tt.h

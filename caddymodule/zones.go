@@ -96,10 +96,9 @@ const (
 // zoneSettings are the settings a zone takes from the handlers using it;
 // those of the config loaded last win.
 type zoneSettings struct {
-	limits          queue.Limits
-	keyPattern      idgen.KeyPattern
-	regenerateGrace time.Duration
-	trackWindow     time.Duration
+	limits      queue.Limits
+	keyPattern  idgen.KeyPattern
+	trackWindow time.Duration
 }
 
 // acquireZone returns the named zone, creating it on first use, and applies
@@ -109,7 +108,7 @@ func acquireZone(name string, settings zoneSettings) (*zone, error) {
 		z := &zone{name: name, table: queue.New(settings.limits), metrics: newZoneMetrics(name)}
 		z.keyPattern.Store(&settings.keyPattern)
 		var err error
-		z.lineages, err = idgen.NewLineages(maxLinkedIDs, settings.regenerateGrace, func(root string) bool {
+		z.lineages, err = idgen.NewLineages(maxLinkedIDs, func(root string) bool {
 			return z.table.Busy(z.queueKey(root))
 		})
 		if err != nil {
@@ -128,7 +127,6 @@ func acquireZone(name string, settings zoneSettings) (*zone, error) {
 	if loaded {
 		z.table.SetLimits(settings.limits)
 		z.keyPattern.Store(&settings.keyPattern)
-		z.lineages.SetGrace(settings.regenerateGrace)
 		z.tracker.SetWindow(settings.trackWindow)
 	}
 	return z, nil

@@ -1,6 +1,7 @@
 package idgen
 
 import (
+	"crypto/subtle"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -19,7 +20,15 @@ import (
 // request under its root: the queue key must not change while requests are
 // queued under it, and those that were queued before the regeneration are
 // queued under the old ID. Each regenerated ID also remembers which ID
-// replaced it, when, and for which client address, for Forward.
+// replaced it, when, and the binding of the browser whose request
+// regenerated it, for Forward.
+//
+// A binding is an opaque secret that the caller gave that browser (a
+// random token in a cookie of its own); Forward hands the new ID only to
+// requests presenting the same binding. It must be something a third party
+// holding the old ID can neither plant nor read: a client address is not,
+// as clients behind one NAT or proxy share it. Bindings are compared in
+// constant time, and the empty binding matches nothing.
 //
 // Bounds: the links live in an LRU of capacity IDs, least recently linked
 // first out. An ID whose lineage is busy (its root's queue has holders or
@@ -35,11 +44,11 @@ import (
 // and Forward, called on every request, share a read lock; Link and Unlink,
 // called on the responses that change the session cookie, take it
 // exclusively. The busy function is called with that lock held, so it must
-// be quick and must not call back into the Lineages. IDs are kept raw, in
-// memory only; none is logged or returned anywhere but to the caller.
+// be quick and must not call back into the Lineages. IDs and bindings are
+// kept raw, in memory only; none is logged or returned anywhere but to the
+// caller.
 type Lineages struct {
-	grace atomic.Int64 // a time.Duration; see SetGrace
-	busy  func(root string) bool
+	busy func(root string) bool
 
 	mu       sync.RWMutex
 	capacity int
@@ -76,25 +85,28 @@ type member struct {
 	id      string
 	lineage *lineage
 	// next is the ID this one was regenerated into, nil while it has not
-	// been, or once a logout ended the link. replacedAt and replacedBy are
-	// when that happened and the client address of the request that
+	// been, or once a logout ended the link. replacedAt and replacedFor
+	// are when that happened and the binding of the browser whose request
 	// regenerated it.
-	next       *member
-	replacedAt time.Time
-	replacedBy string
+	next        *member
+	replacedAt  time.Time
+	replacedFor string
+}
+
+// sameBinding reports whether a request presenting binding comes from the
+// browser that holds want. The comparison takes the same time whatever the
+// bytes, so that timing it reveals nothing of want.
+func sameBinding(binding, want string) bool {
+	return binding != "" && subtle.ConstantTimeCompare([]byte(binding), []byte(want)) == 1
 }
 
 // NewLineages returns an empty table remembering up to capacity IDs (more
-// while their lineages are busy). grace is how long after a regeneration a
-// request carrying the old ID is still forwarded (regenerate_grace). busy
-// reports whether requests hold or wait in the queue of a lineage's root ID;
-// the caller maps the root to its queue key as it does for Acquire.
-func NewLineages(capacity int, grace time.Duration, busy func(root string) bool) (*Lineages, error) {
+// while their lineages are busy). busy reports whether requests hold or
+// wait in the queue of a lineage's root ID; the caller maps the root to its
+// queue key as it does for Acquire.
+func NewLineages(capacity int, busy func(root string) bool) (*Lineages, error) {
 	if capacity < 1 {
 		return nil, errors.New("lineage capacity must be at least 1")
-	}
-	if grace < 0 {
-		return nil, errors.New("regeneration grace must not be negative")
 	}
 	if busy == nil {
 		return nil, errors.New("lineages need a busy function")
@@ -105,19 +117,13 @@ func NewLineages(capacity int, grace time.Duration, busy func(root string) bool)
 	if err != nil {
 		return nil, err
 	}
-	l := &Lineages{
+	return &Lineages{
 		busy:     busy,
 		capacity: capacity,
 		recent:   recent,
 		kept:     make(map[string]*member),
-	}
-	l.grace.Store(int64(grace))
-	return l, nil
+	}, nil
 }
-
-// SetGrace changes regenerate_grace, for a config reload; links made
-// before keep their times and are judged by the new grace.
-func (l *Lineages) SetGrace(grace time.Duration) { l.grace.Store(int64(grace)) }
 
 // Pin keeps a lineage from being forgotten while a request is between
 // Resolve and its queue's Acquire, when the queue may not look busy yet.
@@ -155,26 +161,27 @@ func (l *Lineages) Resolve(id string) (root string, pin Pin) {
 // with: the newest ID that id was regenerated into. ok is false, and the
 // request keeps its own ID, unless
 //   - id has been regenerated and no logout ended the link since,
-//   - client is the address of the request that regenerated it, so that
-//     nobody else holding the old ID (a session fixation) is given the new
-//     one, and
-//   - the request arrived no later than grace after the regeneration. A
-//     request that arrived earlier was waiting when the regeneration came
-//     back, and is forwarded however long it waited.
+//   - binding is that of the browser whose request regenerated it, so
+//     that nobody else holding the old ID (a session fixation) is given
+//     the new one, and
+//   - the request arrived no later than grace (regenerate_grace) after the
+//     regeneration. A request that arrived earlier was waiting when the
+//     regeneration came back, and is forwarded however long it waited,
+//     even with a grace of 0.
 //
 // Call it once the request's turn is granted, with arrived the time the
 // request arrived. The chain is followed only through regenerations made
-// for the same client.
-func (l *Lineages) Forward(id, client string, arrived time.Time) (newID string, ok bool) {
+// for the same binding.
+func (l *Lineages) Forward(id, binding string, arrived time.Time, grace time.Duration) (newID string, ok bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	m := l.lookup(id)
-	if m == nil || m.next == nil || m.replacedBy != client || arrived.Sub(m.replacedAt) > time.Duration(l.grace.Load()) {
+	if m == nil || m.next == nil || !sameBinding(binding, m.replacedFor) || arrived.Sub(m.replacedAt) > grace {
 		return "", false
 	}
 	newest := m.next
 	for range maxLineageMembers {
-		if newest.next == nil || newest.replacedBy != client {
+		if newest.next == nil || !sameBinding(binding, newest.replacedFor) {
 			break
 		}
 		newest = newest.next
@@ -184,21 +191,22 @@ func (l *Lineages) Forward(id, client string, arrived time.Time) (newID string, 
 
 // Link records that a response set the session cookie to newID for a
 // request that was sent upstream with oldID (after any Forward rewrite), at
-// time now, for a request from client. Call it before the response headers
-// are passed on, so that no request carrying newID can arrive before the
-// link exists. Both IDs must have passed Validate.
+// time now, for a request from the browser holding binding ("" when there
+// is none; such a link is never forwarded). Call it before the response
+// headers are passed on, so that no request carrying newID can arrive
+// before the link exists. Both IDs must have passed Validate.
 //
 // newID joins oldID's lineage, or a new lineage rooted at oldID. When oldID
-// was already regenerated for another client, newID joins the lineage but
+// was already regenerated for another browser, newID joins the lineage but
 // oldID keeps forwarding to what it was first regenerated into: another
-// client does not take over its forwarding. Linking an ID again into the
+// browser does not take over its forwarding. Linking an ID again into the
 // same lineage (a backend that hands back an older ID) makes it the newest.
 //
 // ok is false, and nothing changes, when the IDs are equal or newID already
 // belongs to another lineage: a backend issuing an ID that another session
 // has had is a duplicate (see DuplicateTracker), and merging the two
 // lineages would let one session's requests overlap the other's.
-func (l *Lineages) Link(oldID, newID, client string, now time.Time) (ok bool) {
+func (l *Lineages) Link(oldID, newID, binding string, now time.Time) (ok bool) {
 	if oldID == newID {
 		return false
 	}
@@ -225,8 +233,8 @@ func (l *Lineages) Link(oldID, newID, client string, now time.Time) (ok bool) {
 		to.next = nil
 	}
 	lin.members = append(lin.members, to)
-	if from.next == nil || from.replacedBy == client {
-		from.next, from.replacedAt, from.replacedBy = to, now, client
+	if from.next == nil || sameBinding(binding, from.replacedFor) {
+		from.next, from.replacedAt, from.replacedFor = to, now, binding
 	}
 	l.touch(from)
 	l.touch(to)
@@ -319,7 +327,7 @@ func (l *Lineages) checkKept() {
 }
 
 // forget removes m from the table and from its lineage. A member that was
-// regenerated into m is pointed past it when the same client made both
+// regenerated into m is pointed past it when the same browser made both
 // regenerations, so that it still forwards to the newest ID; otherwise its
 // link ends with m.
 func (l *Lineages) forget(m *member) {
@@ -331,7 +339,7 @@ func (l *Lineages) forget(m *member) {
 		if x.next != m {
 			continue
 		}
-		if x.replacedBy == m.replacedBy {
+		if sameBinding(x.replacedFor, m.replacedFor) {
 			x.next = m.next
 		} else {
 			x.next = nil

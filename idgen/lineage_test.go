@@ -38,7 +38,7 @@ func at(d time.Duration) time.Time { return t0.Add(d) }
 
 func newLineages(t testing.TB, capacity int, busy *busyRoots) *Lineages {
 	t.Helper()
-	l, err := NewLineages(capacity, grace, busy.busy)
+	l, err := NewLineages(capacity, busy.busy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,62 +116,96 @@ func TestResolve(t *testing.T) {
 	checkInvariants(t, l)
 }
 
+// Bindings of two browsers, as the caller's tokens look.
+const (
+	victim   = "dmljdGltLWJyb3dzZXItMQ"
+	attacker = "YXR0YWNrZXItYnJvd3Nlcg"
+)
+
 func TestForward(t *testing.T) {
 	l := newLineages(t, 100, &busyRoots{})
-	l.Link("s1", "s2", "c1", at(0))
-	l.Link("s2", "s3", "c1", at(time.Second))
-	l.Link("x1", "x2", "c1", at(0))
-	l.Link("x2", "x3", "c2", at(time.Second))
+	l.Link("s1", "s2", victim, at(0))
+	l.Link("s2", "s3", victim, at(time.Second))
+	l.Link("x1", "x2", victim, at(0))
+	l.Link("x2", "x3", attacker, at(time.Second))
+	l.Link("u1", "u2", "", at(0))
 
 	tests := []struct {
-		name, id, client string
-		arrived          time.Duration
-		want             string
+		name, id, binding string
+		arrived, grace    time.Duration
+		want              string
 	}{
-		{"within grace, to the newest", "s1", "c1", time.Second, "s3"},
-		{"at the end of grace", "s1", "c1", grace, "s3"},
-		{"after grace", "s1", "c1", grace + time.Nanosecond, ""},
-		{"waiting before the regeneration", "s1", "c1", -time.Minute, "s3"},
-		{"middle of the chain, own grace", "s2", "c1", time.Second + grace, "s3"},
-		{"another client", "s1", "c2", time.Second, ""},
-		{"the newest ID", "s3", "c1", time.Second, ""},
-		{"unknown ID", "zz", "c1", time.Second, ""},
-		{"chain stops at another client's regeneration", "x1", "c1", time.Second, "x2"},
-		{"the other client's own link", "x2", "c2", 2 * time.Second, "x3"},
+		{"within grace, to the newest", "s1", victim, time.Second, grace, "s3"},
+		{"at the end of grace", "s1", victim, grace, grace, "s3"},
+		{"after grace", "s1", victim, grace + time.Nanosecond, grace, ""},
+		{"waiting before the regeneration", "s1", victim, -time.Minute, grace, "s3"},
+		{"middle of the chain, own grace", "s2", victim, time.Second + grace, grace, "s3"},
+		{"grace 0: arriving after the regeneration", "s1", victim, time.Nanosecond, 0, ""},
+		{"grace 0: waiting before the regeneration", "s1", victim, -time.Minute, 0, "s3"},
+		{"another browser's binding", "s1", attacker, time.Second, grace, ""},
+		{"another browser waiting before the regeneration", "s1", attacker, -time.Minute, grace, ""},
+		{"no binding", "s1", "", time.Second, grace, ""},
+		{"no binding, waiting before the regeneration", "s1", "", -time.Minute, grace, ""},
+		{"a prefix of the binding", "s1", victim[:len(victim)-1], time.Second, grace, ""},
+		{"the binding and more", "s1", victim + "A", time.Second, grace, ""},
+		{"linked without a binding", "u1", "", time.Second, grace, ""},
+		{"the newest ID", "s3", victim, time.Second, grace, ""},
+		{"unknown ID", "zz", victim, time.Second, grace, ""},
+		{"chain stops at another browser's regeneration", "x1", victim, time.Second, grace, "x2"},
+		{"the other browser's own link", "x2", attacker, 2 * time.Second, grace, "x3"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := l.Forward(tt.id, tt.client, at(tt.arrived))
+			got, ok := l.Forward(tt.id, tt.binding, at(tt.arrived), tt.grace)
 			if got != tt.want || ok != (tt.want != "") {
-				t.Fatalf("Forward(%q, %q) = %q, %v; want %q", tt.id, tt.client, got, ok, tt.want)
+				t.Fatalf("Forward(%q) = %q, %v; want %q", tt.id, got, ok, tt.want)
 			}
 		})
 	}
 }
 
-func TestLinkFromAnotherClient(t *testing.T) {
+func TestSameBinding(t *testing.T) {
+	for _, tt := range []struct {
+		binding, want string
+		same          bool
+	}{
+		{victim, victim, true},
+		{victim, attacker, false},
+		{"", "", false},
+		{"", victim, false},
+		{victim, "", false},
+		{victim[:10], victim, false},
+		{victim, victim[:10], false},
+	} {
+		if got := sameBinding(tt.binding, tt.want); got != tt.same {
+			t.Errorf("sameBinding(%q, %q) = %v, want %v", tt.binding, tt.want, got, tt.same)
+		}
+	}
+}
+
+func TestLinkFromAnotherBrowser(t *testing.T) {
 	l := newLineages(t, 100, &busyRoots{})
-	l.Link("s1", "s2", "victim", at(0))
+	l.Link("s1", "s2", victim, at(0))
 	// Someone else holding s1 (a fixation) gets it regenerated too: the
 	// new ID shares the queue, but s1 still forwards the victim only.
-	if !l.Link("s1", "s4", "other", at(time.Second)) {
-		t.Fatal("Link from another client refused")
+	if !l.Link("s1", "s4", attacker, at(time.Second)) {
+		t.Fatal("Link from another browser refused")
 	}
 	if root, pin := l.Resolve("s4"); root != "s1" {
 		t.Fatalf("Resolve(s4) = %q, want s1", root)
 	} else {
 		pin.Release()
 	}
-	if got, ok := l.Forward("s1", "victim", at(time.Second)); got != "s2" || !ok {
+	if got, ok := l.Forward("s1", victim, at(time.Second), grace); got != "s2" || !ok {
 		t.Fatalf("victim forwarded to %q, %v; want s2", got, ok)
 	}
-	if got, ok := l.Forward("s1", "other", at(time.Second)); ok {
-		t.Fatalf("other client forwarded to %q", got)
+	if got, ok := l.Forward("s1", attacker, at(time.Second), grace); ok {
+		t.Fatalf("other browser forwarded to %q", got)
 	}
-	// The same client regenerating s1 again takes the newer ID, as its
-	// browser does.
-	l.Link("s1", "s5", "victim", at(time.Second))
-	if got, _ := l.Forward("s1", "victim", at(time.Second)); got != "s5" {
+	// The victim's browser regenerating s1 again moves its forwarding to
+	// the newer ID, the cookie that browser now holds.
+	l.Link("s1", "s5", victim, at(time.Second))
+	if got, _ := l.Forward("s1", victim, at(time.Second), grace); got != "s5" {
 		t.Fatalf("after a second regeneration by the victim: forwarded to %q, want s5", got)
 	}
 	checkInvariants(t, l)
@@ -184,14 +218,14 @@ func TestLinkReissuedID(t *testing.T) {
 	if !l.Link("s2", "s1", "c1", at(time.Second)) {
 		t.Fatal("re-issuing an ID of the same lineage refused")
 	}
-	if got, ok := l.Forward("s2", "c1", at(time.Second)); got != "s1" || !ok {
+	if got, ok := l.Forward("s2", "c1", at(time.Second), grace); got != "s1" || !ok {
 		t.Fatalf("Forward(s2) = %q, %v; want s1", got, ok)
 	}
-	if got, ok := l.Forward("s1", "c1", at(time.Second)); ok {
+	if got, ok := l.Forward("s1", "c1", at(time.Second), grace); ok {
 		t.Fatalf("Forward(s1), the newest, = %q", got)
 	}
 	l.Link("s1", "s2", "c1", at(2*time.Second))
-	if got, _ := l.Forward("s1", "c1", at(2*time.Second)); got != "s2" {
+	if got, _ := l.Forward("s1", "c1", at(2*time.Second), grace); got != "s2" {
 		t.Fatalf("Forward(s1) = %q, want s2", got)
 	}
 	for _, id := range []string{"s1", "s2"} {
@@ -224,7 +258,7 @@ func TestLinkRefused(t *testing.T) {
 	} else {
 		pin.Release()
 	}
-	if got, _ := l.Forward("a1", "c1", at(time.Second)); got != "a2" {
+	if got, _ := l.Forward("a1", "c1", at(time.Second), grace); got != "a2" {
 		t.Fatalf("a refused link changed a1's forwarding to %q", got)
 	}
 	checkInvariants(t, l)
@@ -241,7 +275,7 @@ func TestUnlink(t *testing.T) {
 	busy.set("s1", true)
 	l.Unlink("s3")
 	for _, id := range []string{"s1", "s2"} {
-		if got, ok := l.Forward(id, "c1", at(time.Second)); ok {
+		if got, ok := l.Forward(id, "c1", at(time.Second), grace); ok {
 			t.Fatalf("after logout, Forward(%q) = %q", id, got)
 		}
 	}
@@ -254,10 +288,10 @@ func TestUnlink(t *testing.T) {
 	// A late request with s2 gets a new ID: that links afresh, and the
 	// IDs from before the logout stay unforwarded.
 	l.Link("s2", "s4", "c1", at(2*time.Second))
-	if got, _ := l.Forward("s2", "c1", at(2*time.Second)); got != "s4" {
+	if got, _ := l.Forward("s2", "c1", at(2*time.Second), grace); got != "s4" {
 		t.Fatalf("Forward(s2) = %q, want s4", got)
 	}
-	if got, ok := l.Forward("s1", "c1", at(time.Second)); ok {
+	if got, ok := l.Forward("s1", "c1", at(time.Second), grace); ok {
 		t.Fatalf("Forward(s1) = %q across the logout", got)
 	}
 	checkInvariants(t, l)
@@ -304,7 +338,7 @@ func TestLineagesKeepBusy(t *testing.T) {
 			pin.Release()
 		}
 	}
-	if got, ok := l.Forward("a1", "c", at(time.Second)); got != "a2" || !ok {
+	if got, ok := l.Forward("a1", "c", at(time.Second), grace); got != "a2" || !ok {
 		t.Fatalf("busy a1 forwards to %q, %v; want a2", got, ok)
 	}
 	checkInvariants(t, l)
@@ -328,7 +362,7 @@ func TestLineagesKeepBusy(t *testing.T) {
 func TestLinkKeepsItsOwnLineage(t *testing.T) {
 	l := newLineages(t, 1, &busyRoots{})
 	l.Link("a1", "a2", "c", at(0))
-	if got, ok := l.Forward("a1", "c", at(time.Second)); got != "a2" || !ok {
+	if got, ok := l.Forward("a1", "c", at(time.Second), grace); got != "a2" || !ok {
 		t.Fatalf("Forward(a1) = %q, %v; want a2", got, ok)
 	}
 	checkInvariants(t, l)
@@ -376,7 +410,7 @@ func TestLineageMembersBounded(t *testing.T) {
 	}
 	// A request that has waited all along with a remembered old ID still
 	// goes to the newest.
-	if got, _ := l.Forward("s10", "c", at(0)); got != fmt.Sprint("s", n) {
+	if got, _ := l.Forward("s10", "c", at(0), grace); got != fmt.Sprint("s", n) {
 		t.Fatalf("Forward(s10) = %q, want s%d", got, n)
 	}
 	checkInvariants(t, l)
@@ -403,7 +437,7 @@ func TestForgetPointsPast(t *testing.T) {
 			if _, ok := l.recent.Peek("s2"); ok {
 				t.Fatal("s2 was not the one pushed out")
 			}
-			got, ok := l.Forward("s1", "c1", at(time.Second))
+			got, ok := l.Forward("s1", "c1", at(time.Second), grace)
 			if got != tt.want || ok != (tt.want != "") {
 				t.Fatalf("Forward(s1) = %q, %v; want %q", got, ok, tt.want)
 			}
@@ -414,13 +448,10 @@ func TestForgetPointsPast(t *testing.T) {
 
 func TestNewLineagesErrors(t *testing.T) {
 	busy := (&busyRoots{}).busy
-	if _, err := NewLineages(0, grace, busy); err == nil {
+	if _, err := NewLineages(0, busy); err == nil {
 		t.Error("capacity 0 accepted")
 	}
-	if _, err := NewLineages(10, -time.Second, busy); err == nil {
-		t.Error("negative grace accepted")
-	}
-	if _, err := NewLineages(10, grace, nil); err == nil {
+	if _, err := NewLineages(10, nil); err == nil {
 		t.Error("nil busy function accepted")
 	}
 }
@@ -446,7 +477,7 @@ func TestLineagesConcurrent(t *testing.T) {
 				case 3:
 					busy.set(id(), rng.IntN(2) == 0)
 				case 4, 5:
-					l.Forward(id(), client, now)
+					l.Forward(id(), client, now, grace)
 				default:
 					_, pin := l.Resolve(id())
 					pin.Release()
@@ -508,7 +539,7 @@ func BenchmarkForward(b *testing.B) {
 	l.Link("s2", "s3", "c", t0)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, ok := l.Forward("s1", "c", t0); !ok {
+		if _, ok := l.Forward("s1", "c", t0, grace); !ok {
 			b.Fatal("not forwarded")
 		}
 	}
@@ -528,21 +559,18 @@ func BenchmarkLink(b *testing.B) {
 	}
 }
 
-func TestSetGraceAppliesToExistingLinks(t *testing.T) {
-	l, err := NewLineages(10, 2*time.Second, func(string) bool { return false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Unix(1_000_000, 0)
-	if !l.Link("old-session-id", "new-session-id", "10.0.0.1", t0) {
+// TestForwardGraceIsPerCall: each handler passes its own
+// regenerate_grace, and links made before are judged by it.
+func TestForwardGraceIsPerCall(t *testing.T) {
+	l := newLineages(t, 10, &busyRoots{})
+	if !l.Link("old-session-id", "new-session-id", victim, t0) {
 		t.Fatal("Link refused")
 	}
 	late := t0.Add(3 * time.Second)
-	if _, ok := l.Forward("old-session-id", "10.0.0.1", late); ok {
+	if _, ok := l.Forward("old-session-id", victim, late, 2*time.Second); ok {
 		t.Fatal("forwarded 3s after the regeneration with a 2s grace")
 	}
-	l.SetGrace(5 * time.Second)
-	if id, ok := l.Forward("old-session-id", "10.0.0.1", late); !ok || id != "new-session-id" {
-		t.Fatalf("after SetGrace(5s): Forward = %q, %v", id, ok)
+	if id, ok := l.Forward("old-session-id", victim, late, 5*time.Second); !ok || id != "new-session-id" {
+		t.Fatalf("with a 5s grace: Forward = %q, %v", id, ok)
 	}
 }

@@ -85,8 +85,8 @@ func TestMain(m *testing.M) {
 }
 
 // sessionCookies are the cookie names whose values the tests treat as
-// session IDs.
-var sessionCookies = []string{"PHPSESSID", "CGISESSID", "ci_session"}
+// session IDs, and the binding cookies, whose tokens are as secret.
+var sessionCookies = []string{"PHPSESSID", "CGISESSID", "ci_session", "sq_binding", "__Host-sq_binding"}
 
 // seenIDs collects every session ID that a test client sent or received.
 var seenIDs sync.Map

@@ -1,10 +1,12 @@
 package integration_test
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,17 +16,18 @@ import (
 // sends requests in bursts of burst at a time that share one cookie jar, so
 // each request carries whatever session cookie the jar held when it left,
 // and every regenerateEvery-th request regenerates the session ID. It
-// returns how many replies saw a logged-out session and who the last
-// request says is logged in.
-func browserSession(t *testing.T, requests, burst, regenerateEvery int) (anonymous int, finally string) {
+// talks to the site at base through transport, with HTTP protocol version
+// proto (1 or 2). It returns how many replies saw a logged-out session, who
+// the last request says is logged in, and the cookies the browser holds.
+func browserSession(t *testing.T, base string, transport http.RoundTripper, proto, requests, burst, regenerateEvery int) (anonymous int, finally string, cookies []*http.Cookie) {
 	t.Helper()
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	browser := &http.Client{Jar: jar, Timeout: client.Timeout}
+	browser := &http.Client{Jar: jar, Timeout: client.Timeout, Transport: transport}
 	fetchBody := func(path string) (string, error) {
-		resp, err := browser.Get(caddyAddr + path)
+		resp, err := browser.Get(base + path)
 		if err != nil {
 			return "", err
 		}
@@ -32,12 +35,15 @@ func browserSession(t *testing.T, requests, burst, regenerateEvery int) (anonymo
 		if resp.StatusCode != http.StatusOK {
 			return "", fmt.Errorf("GET %s: %d %q", path, resp.StatusCode, body)
 		}
+		if resp.ProtoMajor != proto {
+			return "", fmt.Errorf("GET %s: answered over %s, want HTTP/%d", path, resp.Proto, proto)
+		}
 		return body, nil
 	}
 	if who, err := fetchBody("/login.php?user=alice"); err != nil || who == "anonymous" {
 		t.Fatalf("login: %q, %v", who, err)
 	}
-	site, _ := url.Parse(caddyAddr)
+	site, _ := url.Parse(base)
 	if len(jar.Cookies(site)) == 0 {
 		t.Fatal("login set no cookie")
 	}
@@ -69,29 +75,62 @@ func browserSession(t *testing.T, requests, burst, regenerateEvery int) (anonymo
 	if err != nil {
 		t.Fatal(err)
 	}
-	return anonymous, finally
+	return anonymous, finally, jar.Cookies(site)
 }
 
 // TestPHPRegenerationKeepsUsersLoggedIn: session_regenerate_id(true) while
 // other requests of the page are in flight logs the user out through plain
 // Caddy; session_queue follows the new ID and forwards the requests that
-// still carry the old one.
+// still carry the old one, as they come from the browser that holds the
+// binding cookie: sq_binding over HTTP, __Host-sq_binding over HTTPS (with
+// HTTP/1.1 and HTTP/2).
 func TestPHPRegenerationKeepsUsersLoggedIn(t *testing.T) {
 	b := startPHP(t)
-	for _, pool := range []struct{ name, socket string }{{"redis", b.redisPool}, {"files", b.filesPool}} {
-		t.Run(pool.name, func(t *testing.T) {
-			loadCaddyfile(t, b.site(t, pool.socket, ""))
-			anonymous, finally := browserSession(t, 40, 10, 5)
-			t.Logf("plain Caddy, %s: %d of 40 replies logged out, finally %q", pool.name, anonymous, finally)
+	insecure := &tls.Config{InsecureSkipVerify: true}
+	for _, tt := range []struct {
+		name, pool, base string
+		transport        http.RoundTripper
+		proto            int
+		binding          string
+	}{
+		{"redis", b.redisPool, caddyAddr, http.DefaultTransport, 1, "sq_binding"},
+		{"files", b.filesPool, caddyAddr, http.DefaultTransport, 1, "sq_binding"},
+		{"https h1", b.redisPool, caddyTLSAddr, recording(&http.Transport{
+			TLSClientConfig: insecure,
+			TLSNextProto:    map[string]func(string, *tls.Conn) http.RoundTripper{},
+		}), 1, "__Host-sq_binding"},
+		{"https h2", b.redisPool, caddyTLSAddr, recording(&http.Transport{
+			TLSClientConfig:   insecure,
+			ForceAttemptHTTP2: true,
+		}), 2, "__Host-sq_binding"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			load := func(sessionQueue string) {
+				site := b.site(t, tt.pool, sessionQueue)
+				if tt.base == caddyTLSAddr {
+					site = tlsSite(t, site)
+				}
+				loadCaddyfile(t, site)
+			}
+			load("")
+			anonymous, finally, _ := browserSession(t, tt.base, tt.transport, tt.proto, 40, 10, 5)
+			t.Logf("plain Caddy, %s: %d of 40 replies logged out, finally %q", tt.name, anonymous, finally)
 			if anonymous == 0 {
-				t.Fatalf("plain Caddy, %s: nobody was logged out, so this test proves nothing", pool.name)
+				t.Fatalf("plain Caddy, %s: nobody was logged out, so this test proves nothing", tt.name)
 			}
 
-			loadCaddyfile(t, b.site(t, pool.socket, "session_queue {\n\tzone regen-"+pool.name+"\n}"))
-			anonymous, finally = browserSession(t, 40, 10, 5)
-			t.Logf("session_queue, %s: %d of 40 replies logged out, finally %q", pool.name, anonymous, finally)
+			load("session_queue {\n\tzone regen-" + strings.ReplaceAll(tt.name, " ", "-") + "\n}")
+			anonymous, finally, cookies := browserSession(t, tt.base, tt.transport, tt.proto, 40, 10, 5)
+			t.Logf("session_queue, %s: %d of 40 replies logged out, finally %q", tt.name, anonymous, finally)
 			if anonymous != 0 || finally != "alice" {
-				t.Errorf("session_queue, %s: %d replies logged out, finally %q; want 0 and alice", pool.name, anonymous, finally)
+				t.Errorf("session_queue, %s: %d replies logged out, finally %q; want 0 and alice", tt.name, anonymous, finally)
+			}
+			var names []string
+			for _, c := range cookies {
+				names = append(names, c.Name)
+			}
+			if want := []string{"PHPSESSID", tt.binding}; !slices.Equal(slices.Sorted(slices.Values(names)), slices.Sorted(slices.Values(want))) {
+				t.Errorf("session_queue, %s: the browser holds cookies %q, want %q", tt.name, names, want)
 			}
 		})
 	}

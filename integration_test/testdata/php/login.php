@@ -6,6 +6,7 @@
 require __DIR__ . '/lib.php';
 
 session_start();
+usleep(sq_ms(0) * 1000); // checking the password; ?ms= lets requests queue behind it
 session_regenerate_id(true);
 $_SESSION['user'] = sq_name('user') ?: 'alice';
 echo session_id(), "\n";

@@ -1,0 +1,138 @@
+package caddymodule
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// A browser's binding token proves that a request carrying a regenerated
+// session ID comes from the browser whose request regenerated it, and only
+// such requests are forwarded with the new ID (see idgen.Lineages.Forward).
+// The session ID cannot prove it: whoever planted the old ID in the
+// victim's browser (a session fixation) holds it too. Neither can the
+// client address, shared behind a NAT or a proxy and forged in
+// X-Forwarded-For. The token is random, lives in a cookie of its own that
+// scripts cannot read, and over HTTPS in a __Host- cookie, which neither a
+// sibling subdomain nor a URL nor a network attacker over plain HTTP can
+// set. A browser is given one by the first response to a request carrying
+// a session cookie or setting one, so it holds it before it logs in, and
+// the requests it still sends with the old ID after a login carry it too.
+const (
+	// bindingCookie is the token's cookie over plain HTTP.
+	bindingCookie = "sq_binding"
+	// secureBindingCookie is the token's cookie over HTTPS; it is the only
+	// one read there, as a cookie without the prefix may have been planted.
+	secureBindingCookie = "__Host-" + bindingCookie
+	// bindingBytes is the token's randomness: 128 bits.
+	bindingBytes = 16
+)
+
+// bindingTokenLength is the length of a token: unpadded base64url.
+var bindingTokenLength = base64.RawURLEncoding.EncodedLen(bindingBytes)
+
+// newBindingToken returns a fresh token from crypto/rand.
+func newBindingToken() string {
+	b := make([]byte, bindingBytes)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails; it crashes the program instead
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// validBindingToken reports whether v has the form of a token this module
+// issues; anything else the client sends is ignored.
+func validBindingToken(v string) bool {
+	if len(v) != bindingTokenLength {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// presentedBinding returns the binding token the request carries, or ""
+// when it carries none, a malformed one, or more than one (all but one
+// were planted, and which is which cannot be told).
+func presentedBinding(r *http.Request, secure bool) string {
+	name := bindingCookie
+	if secure {
+		name = secureBindingCookie
+	}
+	cookies := r.CookiesNamed(name)
+	if len(cookies) != 1 || !validBindingToken(cookies[0].Value) {
+		return ""
+	}
+	return cookies[0].Value
+}
+
+// bindingCookieFor is the cookie that gives a browser its token.
+func bindingCookieFor(token string, secure bool) *http.Cookie {
+	c := &http.Cookie{Name: bindingCookie, Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
+	if secure {
+		c.Name, c.Secure = secureBindingCookie, true
+	}
+	return c
+}
+
+// requestIsHTTPS reports whether the client reached the site over HTTPS:
+// directly, or through a trusted proxy (trusted_proxies) that says so in
+// X-Forwarded-Proto, read as reverse_proxy does (the last value).
+func requestIsHTTPS(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); !trusted {
+		return false
+	}
+	values := r.Header.Values("X-Forwarded-Proto")
+	if len(values) == 0 {
+		return false
+	}
+	last := values[len(values)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	return strings.EqualFold(strings.TrimSpace(last), "https")
+}
+
+// stripBindingCookies removes both binding cookies from the request's
+// Cookie header: the backend has no use for them, and a token that reached
+// the backend could end up in its logs or pages.
+func stripBindingCookies(r *http.Request) {
+	lines := r.Header["Cookie"]
+	kept := lines[:0]
+	for _, line := range lines {
+		if strings.Contains(line, bindingCookie) {
+			line = withoutBindingCookies(line)
+		}
+		if line != "" {
+			kept = append(kept, line)
+		}
+	}
+	switch {
+	case len(kept) == 0 && lines != nil:
+		r.Header.Del("Cookie")
+	case len(kept) != len(lines):
+		r.Header["Cookie"] = kept
+	}
+}
+
+// withoutBindingCookies returns one Cookie field without the binding
+// cookies, the others as they were.
+func withoutBindingCookies(line string) string {
+	parts := strings.Split(line, ";")
+	kept := parts[:0]
+	for _, part := range parts {
+		name, _, _ := strings.Cut(part, "=")
+		if name = strings.TrimSpace(name); name != bindingCookie && name != secureBindingCookie {
+			kept = append(kept, part)
+		}
+	}
+	return strings.TrimSpace(strings.Join(kept, ";"))
+}
