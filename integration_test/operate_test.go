@@ -261,11 +261,11 @@ func checkRequests(t *testing.T, where string, s metricsSnapshot, zone string, w
 }
 
 // checkNoSessionInMetrics fails if a session_queue series has a label other
-// than zone, mode and result, or if a session ID or its hash appears
+// than zone, mode, result and reason (a fixed set each), or if a session ID or its hash appears
 // anywhere in the scrape: a session must never become a series.
 func checkNoSessionInMetrics(t *testing.T, s metricsSnapshot, ids ...string) {
 	t.Helper()
-	allowed := []string{"zone", "mode", "result"}
+	allowed := []string{"zone", "mode", "result", "reason"}
 	for name, f := range s.families {
 		if !strings.HasPrefix(name, "caddy_session_queue_") {
 			continue
@@ -299,6 +299,7 @@ type adminZone struct {
 	HoldExpired   uint64                       `json:"hold_expired"`
 	Regenerations uint64                       `json:"regenerations"`
 	Duplicates    uint64                       `json:"duplicates"`
+	Unqueued      map[string]uint64            `json:"unqueued"`
 }
 
 // adminSession is one entry of GET /session_queue/zones/{zone}/sessions.
@@ -519,6 +520,7 @@ func TestMetricsAfterScriptedScenario(t *testing.T) {
 		"caddy_session_queue_regenerations_total": dto.MetricType_COUNTER,
 		"caddy_session_queue_duplicates_total":    dto.MetricType_COUNTER,
 		"caddy_session_queue_hold_expired_total":  dto.MetricType_COUNTER,
+		"caddy_session_queue_unqueued_total":      dto.MetricType_COUNTER,
 	} {
 		if got := idle.families[name].GetType(); idle.families[name] == nil || got != typ {
 			t.Errorf("%s: type %v (present: %v), want %v", name, got, idle.families[name] != nil, typ)
@@ -587,7 +589,7 @@ func TestAdminZonesAndBusiestSessions(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &rawZones); err != nil {
 		t.Fatalf("zones: %v", err)
 	}
-	wantKeys := []string{"duplicates", "hold_expired", "max_readers", "max_waiting", "regenerations", "requests", "sessions", "waiting", "zone"}
+	wantKeys := []string{"duplicates", "hold_expired", "max_readers", "max_waiting", "regenerations", "requests", "sessions", "unqueued", "waiting", "zone"}
 	var names []string
 	for _, z := range rawZones {
 		keys := slices.Sorted(maps.Keys(z))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -456,6 +457,23 @@ func TestRequestsWithoutSessionPassThrough(t *testing.T) {
 			t.Errorf("%s: status %d mode %q, want 200 bypass", r.name, r.status, r.header.Get("X-Queue-Mode"))
 		}
 	}
+	// The two that carried an unusable ID are never passed on silently.
+	if z := adminZoneNamed(t, "bypass"); z.Unqueued["bad_characters"] != 1 || z.Unqueued["too_long"] != 1 {
+		t.Errorf("admin API unqueued = %v, want bad_characters 1 and too_long 1", z.Unqueued)
+	}
+	if !logContains(t, `"reason":"too_long"`) || !logContains(t, `"reason":"bad_characters"`) {
+		t.Error("no WARN line about the unqueued requests in Caddy's log")
+	}
+}
+
+// logContains reports whether Caddy's log has a line containing s.
+func logContains(t *testing.T, s string) bool {
+	t.Helper()
+	data, err := os.ReadFile(caddyLog)
+	if err != nil {
+		t.Fatalf("reading Caddy's log: %v", err)
+	}
+	return strings.Contains(string(data), s)
 }
 
 func TestDuplicateCookieFirstValueWins(t *testing.T) {
