@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -59,5 +61,75 @@ func TestPanicFreesTurn(t *testing.T) {
 				t.Fatal("the session's turn is still held after the panic")
 			}
 		})
+	}
+}
+
+// brokenClient is a response writer whose connection fails once broken is
+// set, as one whose client has gone.
+type brokenClient struct {
+	header  http.Header
+	written strings.Builder
+	broken  bool
+}
+
+func (c *brokenClient) Header() http.Header { return c.header }
+func (c *brokenClient) WriteHeader(int)     {}
+
+func (c *brokenClient) Write(p []byte) (int, error) {
+	if c.broken {
+		return 0, syscall.EPIPE
+	}
+	return c.written.Write(p)
+}
+
+func (c *brokenClient) FlushError() error {
+	if c.broken {
+		return syscall.EPIPE
+	}
+	return nil
+}
+
+// TestDrainingWriterSwallowsAfterFailure: once the client is gone, writes,
+// flushes (through http.ResponseController, as reverse_proxy makes them)
+// and copies through the sessionWriter below report success and drain
+// their source, so the proxy reads the upstream response to its end.
+func TestDrainingWriterSwallowsAfterFailure(t *testing.T) {
+	h := &Handler{Zone: "draining-unit"}
+	if err := provision(t, h); err != nil {
+		t.Fatal(err)
+	}
+	for _, failure := range []string{"write", "flush"} {
+		client := &brokenClient{header: http.Header{}}
+		sw := &sessionWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: client}, h: h}
+		w := &drainingWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: sw}, h: h}
+		rc := http.NewResponseController(w)
+		if _, err := w.Write([]byte("head ")); err != nil || rc.Flush() != nil {
+			t.Fatalf("%s: before the failure: %v", failure, err)
+		}
+		client.broken = true
+		switch failure {
+		case "write":
+			if n, err := w.Write([]byte("lost")); n != 4 || err != nil {
+				t.Fatalf("failing write: %d, %v; want 4, nil", n, err)
+			}
+		case "flush":
+			if err := rc.Flush(); err != nil {
+				t.Fatalf("failing flush: %v, want nil", err)
+			}
+		}
+		if !w.failed {
+			t.Fatalf("%s failure not noticed", failure)
+		}
+		client.broken = false // would a write still reach it, it shows
+		if n, err := w.Write([]byte("body")); n != 4 || err != nil || rc.Flush() != nil {
+			t.Fatalf("%s: write after the failure: %d, %v", failure, n, err)
+		}
+		src := strings.NewReader("rest of the upstream response")
+		if n, err := w.ReadFrom(src); n != int64(src.Size()) || err != nil || src.Len() != 0 {
+			t.Fatalf("%s: copy after the failure: %d, %v, %d left", failure, n, err, src.Len())
+		}
+		if got := client.written.String(); got != "head " {
+			t.Fatalf("%s: client got %q after the failure, want only \"head \"", failure, got)
+		}
 	}
 }
