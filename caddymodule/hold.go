@@ -36,7 +36,7 @@ func (t *heldTurn) release() {
 // overlap it. max_hold, when set, bounds how long that goes on.
 func (h *Handler) serveHolding(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, held *heldTurn, session string) error {
 	upstreamCtx := context.WithoutCancel(r.Context())
-	w = &drainingWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, session: session}
+	w = &drainingWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, session: session}
 	if h.MaxHold <= 0 {
 		return next.ServeHTTP(w, r.WithContext(upstreamCtx))
 	}
@@ -75,7 +75,8 @@ func (h *Handler) serveHolding(w http.ResponseWriter, r *http.Request, next cadd
 // response are not concurrent (reverse_proxy's delayed flushes take its
 // writer's lock), so failed needs no lock.
 type drainingWriter struct {
-	*caddyhttp.ResponseWriterWrapper
+	// By value, so that wrapping costs one allocation.
+	caddyhttp.ResponseWriterWrapper
 	h       *Handler
 	session string
 	failed  bool
