@@ -3,13 +3,11 @@
 package caddymodule
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -57,8 +55,9 @@ var (
 //
 // A request holds its session's turn until the rest of the route has
 // finished with it, that is until the upstream exchange has ended. When the
-// client disconnects meanwhile, the upstream request is kept running, so the
-// backend never works on two requests of one session at once.
+// client disconnects meanwhile, the upstream request is kept running and
+// its response read to the end, so the backend never works on two requests
+// of one session at once.
 //
 // Websocket upgrades and Server-Sent Events requests are passed on without
 // queueing by default (see bypass): they would hold the session's turn for
@@ -68,7 +67,10 @@ var (
 // `handle_errors`: 429 when max_waiting requests already wait on the
 // session, 503 when a request has waited max_wait or its zone shuts down;
 // both carry Retry-After. A client that leaves while waiting is dropped from
-// the queue and logged with status 499.
+// the queue and logged with status 499. So that this holds for an HTTP/1.x
+// request with a body, whose departure Go notices only once the body has
+// been read, such a request that has to wait has up to 1 MiB of its body
+// read meanwhile; it goes upstream unchanged.
 //
 // Placeholders, for access logs (`log_append`) and error routes:
 //
@@ -489,9 +491,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	start := time.Now()
 	root, pin := z.lineages.Resolve(found.ID)
-	turn, res, err := z.table.Acquire(r.Context(), z.queueKey(root), qmode, time.Duration(h.MaxWait))
+	body := watchQueuedBody(w, r)
+	turn, res, err := z.table.AcquireFunc(body.waitContext(r), z.queueKey(root), qmode, time.Duration(h.MaxWait), body.onQueued())
+	held := heldTurn{turn: turn}
+	if err == nil {
+		// At once, so that nothing between here and the end of the request
+		// can keep the session's turn, not even a panic.
+		defer held.release()
+	}
 	pin.Release()
 	waited := time.Since(start)
+	err = body.finish(err)
 	repl.Set(placeholderWaitMS, float64(waited)/float64(time.Millisecond))
 	z.metrics.wait[mode].Observe(waited.Seconds())
 	if err != nil {
@@ -518,7 +528,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	sw := &sessionWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, req: sreq}
-	if err := h.serveHolding(sw, r, next, turn, session); err != nil {
+	if err := h.serveHolding(sw, r, next, &held, session); err != nil {
 		return err
 	}
 	return sw.err()
@@ -613,49 +623,6 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Rep
 func retryAfterSeconds(d time.Duration) string {
 	secs := int64((d + time.Second - 1) / time.Second)
 	return strconv.FormatInt(max(secs, 1), 10)
-}
-
-// serveHolding runs the rest of the route while holding turn. The route
-// gets a context that does not end when the client leaves: an upstream
-// request canceled mid-way would free the turn while the backend may still
-// be working on it, and the next request would overlap it.
-func (h *Handler) serveHolding(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, turn queue.Turn, session string) error {
-	upstreamCtx := context.WithoutCancel(r.Context())
-	if h.MaxHold <= 0 {
-		defer turn.Release()
-		return next.ServeHTTP(w, r.WithContext(upstreamCtx))
-	}
-
-	upstreamCtx, cancelUpstream := context.WithCancel(upstreamCtx)
-	defer cancelUpstream()
-	var released, expired atomic.Bool
-	release := func() {
-		if released.CompareAndSwap(false, true) {
-			turn.Release()
-		}
-	}
-	defer release()
-	// Whichever of expiry and disconnect comes second cancels the upstream
-	// request: there is nobody left to answer, and no turn left to guard.
-	holdTimer := time.AfterFunc(time.Duration(h.MaxHold), func() {
-		expired.Store(true)
-		release()
-		h.zone.holdExpired.Add(1)
-		h.zone.metrics.holdExpired.Inc()
-		h.logger.Warn("max_hold elapsed; turn given up while the request goes on",
-			zap.String("session", session), zap.Duration("max_hold", time.Duration(h.MaxHold)))
-		if r.Context().Err() != nil {
-			cancelUpstream()
-		}
-	})
-	defer holdTimer.Stop()
-	stopAfterDisconnect := context.AfterFunc(r.Context(), func() {
-		if expired.Load() {
-			cancelUpstream()
-		}
-	})
-	defer stopAfterDisconnect()
-	return next.ServeHTTP(w, r.WithContext(upstreamCtx))
 }
 
 // Interface guards

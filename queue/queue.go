@@ -164,6 +164,22 @@ type Result struct {
 // first; in all these cases the caller holds nothing and must not call
 // Release. A turn granted at once costs no timer and no allocation.
 func (t *Table) Acquire(ctx context.Context, key string, mode Mode, maxWait time.Duration) (Turn, Result, error) {
+	return t.AcquireFunc(ctx, key, mode, maxWait, nil)
+}
+
+// AcquireFunc is Acquire that calls onQueued, unless it is nil, when the
+// caller has to wait: once its place in the queue is taken and before it
+// waits, at most once, and never for a turn granted at once or a refusal
+// (ErrQueueFull, ErrClosed). It lets the caller start work that only a
+// waiting request needs, without racing the table for the answer.
+//
+// onQueued runs on the calling goroutine, outside the table's locks, so it
+// may call the table. It should return promptly: maxWait already runs, and
+// a turn granted meanwhile is taken only once it returns (if ctx has ended
+// by then too, the caller may give up and pass the turn on, as any waiter
+// whose turn and cancellation come together). To give up the wait from work
+// it started elsewhere, it ends ctx.
+func (t *Table) AcquireFunc(ctx context.Context, key string, mode Mode, maxWait time.Duration, onQueued func()) (Turn, Result, error) {
 	s := t.shardFor(key)
 	s.mu.Lock()
 	if t.closed.Load() {
@@ -199,6 +215,9 @@ func (t *Table) Acquire(ctx context.Context, key string, mode Mode, maxWait time
 		timer := time.NewTimer(maxWait)
 		defer timer.Stop()
 		expired = timer.C
+	}
+	if onQueued != nil {
+		onQueued()
 	}
 	var gaveUp error
 	select {

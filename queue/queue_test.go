@@ -395,6 +395,9 @@ func TestStressInvariants(t *testing.T) {
 				if rng.IntN(6) == 0 {
 					maxWait = time.Duration(1+rng.IntN(200)) * time.Microsecond
 				}
+				// Some give up from their onQueued hook, as a request
+				// whose body reader finds its client gone.
+				cancelWhenQueued := rng.IntN(8) == 0
 				i := c.arrive(mode)
 				if maxWait > 0 {
 					c.leave(i) // it may time out
@@ -406,9 +409,21 @@ func TestStressInvariants(t *testing.T) {
 				go func() {
 					defer requests.Done()
 					defer cancel()
-					turn, _, err := tbl.Acquire(probe, key, mode, maxWait)
+					hookCalls := 0
+					turn, res, err := tbl.AcquireFunc(probe, key, mode, maxWait, func() {
+						hookCalls++
+						if cancelWhenQueued {
+							c.leave(i)
+							cancel()
+						}
+					})
 					if errors.Is(err, ErrQueueFull) {
 						c.leave(i) // refused: it never joined the queue
+					}
+					if want := btoi(res.Queued); hookCalls != want {
+						c.mu.Lock()
+						c.fail("request %d: onQueued called %d times, want %d (queued %v, err %v)", i, hookCalls, want, res.Queued, err)
+						c.mu.Unlock()
 					}
 					close(answered)
 					if err != nil {
@@ -443,6 +458,13 @@ func TestStressInvariants(t *testing.T) {
 	if !isEmpty(tbl) {
 		t.Fatal("table not empty at the end")
 	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // TestStressReload changes the limits while requests hold and wait, as a
@@ -567,6 +589,77 @@ func TestMaxWaitTimesOut(t *testing.T) {
 		t.Fatalf("%d still waiting after the timeout", waiting)
 	}
 	holder.Release()
+	if !isEmpty(tbl) {
+		t.Fatal("table not empty")
+	}
+}
+
+// TestAcquireFuncCallsOnQueuedOnlyToWait: the hook runs once the caller has
+// its place (it is counted as waiting), and not for a turn granted at once
+// or a refusal.
+func TestAcquireFuncCallsOnQueuedOnlyToWait(t *testing.T) {
+	tbl := New(Limits{MaxReaders: 1, MaxWaiting: 1})
+	hook := func() { t.Fatal("onQueued called for a caller that did not wait") }
+	holder, _, err := tbl.AcquireFunc(context.Background(), "k", Write, 0, hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	queued := make(chan int, 1)
+	done := make(chan acquired, 1)
+	go func() {
+		turn, res, err := tbl.AcquireFunc(context.Background(), "k", Write, 0, func() {
+			_, waiting := tbl.Stats()
+			queued <- waiting
+		})
+		done <- acquired{turn, res, err}
+	}()
+	if waiting := <-queued; waiting != 1 {
+		t.Fatalf("inside onQueued: %d waiting, want 1", waiting)
+	}
+	if _, _, err := tbl.AcquireFunc(context.Background(), "k", Write, 0, hook); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("third caller: %v, want ErrQueueFull", err)
+	}
+	holder.Release()
+	a := <-done
+	if a.err != nil || !a.res.Queued {
+		t.Fatalf("waiter: %+v", a)
+	}
+	a.turn.Release()
+
+	tbl.Close()
+	if _, _, err := tbl.AcquireFunc(context.Background(), "k", Write, 0, hook); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after Close: %v, want ErrClosed", err)
+	}
+	if !isEmpty(tbl) {
+		t.Fatal("table not empty")
+	}
+}
+
+// TestAcquireFuncHookMayEndWait: a hook that ends the caller's context
+// (the work it started found the caller gone) takes it out of the queue,
+// and a hook may call the table, here releasing the turn it waits for.
+func TestAcquireFuncHookMayEndWait(t *testing.T) {
+	tbl := New(Limits{MaxReaders: 1, MaxWaiting: 4})
+	holder, _, err := tbl.Acquire(context.Background(), "k", Write, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := errors.New("client gone")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	_, res, err := tbl.AcquireFunc(ctx, "k", Write, 0, func() { cancel(gone) })
+	if !errors.Is(err, context.Canceled) || !res.Queued || context.Cause(ctx) != gone {
+		t.Fatalf("canceled from the hook: %v (cause %v), %+v; want context.Canceled, queued", err, context.Cause(ctx), res)
+	}
+	if _, waiting := tbl.Stats(); waiting != 0 {
+		t.Fatalf("%d waiting after the hook gave up, want 0", waiting)
+	}
+
+	turn, res, err := tbl.AcquireFunc(context.Background(), "k", Write, 0, holder.Release)
+	if err != nil || !res.Queued {
+		t.Fatalf("hook releasing the holder: %v, %+v", err, res)
+	}
+	turn.Release()
 	if !isEmpty(tbl) {
 		t.Fatal("table not empty")
 	}

@@ -5,6 +5,7 @@
 // something serializes them (the files handler's flock, or session_queue).
 require __DIR__ . '/lib.php';
 
+sq_event('incr started');
 sq_track('writers', 1);
 session_start();
 $n = (int)($_SESSION['n'] ?? 0) + 1;

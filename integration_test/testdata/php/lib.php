@@ -69,3 +69,16 @@ function sq_ms(int $default): int
 {
     return isset($_GET['ms']) ? max(0, (int)$_GET['ms']) : $default;
 }
+
+// sq_event appends a line to the event log events-NAME (?e=NAME) in the
+// state dir, so the test can read in which order the requests of a session
+// reached the points it cares about. FILE_APPEND with LOCK_EX keeps the
+// lines of concurrent workers whole and in order.
+function sq_event(string $what): void
+{
+    $name = sq_name('e');
+    if ($name === '') {
+        return;
+    }
+    file_put_contents(sq_state_dir() . "/events-$name", "$what\n", FILE_APPEND | LOCK_EX);
+}
