@@ -289,14 +289,10 @@ func startPHP(t *testing.T) *phpBackend {
 	}
 	writeFile(t, filepath.Join(dir, "php-fpm.conf"), fmt.Sprintf(fpmConfig, dir, redisSock, users))
 	writeFile(t, filepath.Join(dir, "php.ini"), phpIni)
-	startBackend(t, dir, "php-fpm", b.redisPool, []string{filepath.Join(dir, "php-fpm-error.log")}, args...)
-	// Both pools are up once the master listens on the first one; check the
-	// second anyway so a config error there fails here, not in a test.
-	if conn, err := net.Dial("unix", b.filesPool); err != nil {
-		t.Fatalf("php-fpm files pool: %v", err)
-	} else {
-		conn.Close()
-	}
+	fpmProc := startBackend(t, dir, "php-fpm", b.redisPool, []string{filepath.Join(dir, "php-fpm-error.log")}, args...)
+	// The master opens the pools' sockets one after the other: the second
+	// may not accept yet when the first does (seen under load).
+	fpmProc.waitListening(t, b.filesPool)
 	return b
 }
 
