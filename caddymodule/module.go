@@ -71,7 +71,7 @@ var (
 //	{http.session_queue.mode}     reader, writer or bypass
 //	{http.session_queue.result}   immediate, queued, rejected_full, rejected_timeout, rejected_shutdown or canceled
 //	{http.session_queue.wait_ms}  time spent waiting for the turn, in milliseconds
-//	{http.session_queue.session}  keyed short hash of the session ID (never the ID)
+//	{http.session_queue.session}  the session's name: keyed short hash of its queue key (never the ID), as in the admin API
 type Handler struct {
 	// Cookies are the names of the cookies that carry the session ID, tried
 	// in this order. Default: ["PHPSESSID", "CGISESSID", "ci_session"].
@@ -163,8 +163,10 @@ type Handler struct {
 	// Zone names the table of queues this handler uses. Handlers with the
 	// same zone share their sessions' queues (use one zone for every site
 	// that fronts the same session store); the queues live on across config
-	// reloads. When handlers of one zone set different limits, the last one
-	// loaded wins. Default: "default".
+	// reloads. The handlers of one zone in one config must agree on
+	// max_readers, max_waiting, key_pattern and track_window; across
+	// reloads, those of the newest running config are in force, once it
+	// runs. Default: "default".
 	Zone string `json:"zone,omitempty"`
 
 	source   idgen.Source
@@ -176,11 +178,7 @@ type Handler struct {
 	keyPattern idgen.KeyPattern
 	minter     *idgen.Minter
 	zone       *zone
-	// inZone is whether this handler holds a reference on its zone; only
-	// Provision and Cleanup touch it, as requests may still be running in
-	// this handler when Caddy cleans it up after a reload.
-	inZone bool
-	logger *zap.Logger
+	logger     *zap.Logger
 }
 
 // MintConfig says how session IDs are minted.
@@ -279,18 +277,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 
-	z, err := acquireZone(h.Zone, zoneSettings{
+	// The zone belongs to this config's session_queue app, which puts the
+	// settings in force once the config runs.
+	app, err := ctx.App("session_queue")
+	if err != nil {
+		return fmt.Errorf("session_queue: loading the session_queue app: %v", err)
+	}
+	h.zone, err = app.(*App).join(h.Zone, zoneSettings{
 		limits:          queue.Limits{MaxReaders: h.MaxReaders, MaxWaiting: h.MaxWaiting},
 		keyPattern:      h.keyPattern,
 		regenerateGrace: time.Duration(h.RegenerateGrace),
 		trackWindow:     time.Duration(h.TrackWindow),
 	})
-	if err != nil {
-		return fmt.Errorf("session_queue: zone %q: %v", h.Zone, err)
-	}
-	h.zone = z
-	h.inZone = true
-	return nil
+	return err
 }
 
 // validate checks the settings once defaults are applied; Provision calls
@@ -362,18 +361,6 @@ func isSeparator(c byte) bool {
 	return false
 }
 
-// Cleanup leaves the zone; the last handler to leave it frees it. On a
-// reload Caddy cleans up the old handlers while their requests may still be
-// running: those keep using the zone's table, which stays valid, and a zone
-// kept by the new config is the very same table.
-func (h *Handler) Cleanup() error {
-	if h.inZone {
-		releaseZone(h.Zone)
-		h.inZone = false
-	}
-	return nil
-}
-
 // Placeholder names.
 const (
 	placeholderMode    = "http.session_queue.mode"
@@ -443,14 +430,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			mode, qmode = modeReader, queue.Read
 		}
 	}
-	session := idgen.Hash(found.ID)
 	repl.Set(placeholderMode, modeNames[mode])
-	repl.Set(placeholderSession, session)
 
 	start := time.Now()
 	root, pin := z.lineages.Resolve(found.ID)
-	turn, res, err := z.table.Acquire(r.Context(), z.queueKey(root), qmode, time.Duration(h.MaxWait))
+	turn, key, res, err := z.acquire(r.Context(), root, qmode, time.Duration(h.MaxWait))
 	pin.Release()
+	// A session is named by its queue key, the same before and after a
+	// regeneration, in logs and placeholders as in the admin API.
+	session := idgen.Hash(key)
+	sreq.session = session
+	repl.Set(placeholderSession, session)
 	waited := time.Since(start)
 	repl.Set(placeholderWaitMS, float64(waited)/float64(time.Millisecond))
 	z.metrics.wait[mode].Observe(waited.Seconds())
@@ -537,7 +527,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Rep
 	switch {
 	case errors.Is(err, queue.ErrQueueFull):
 		status, result = http.StatusTooManyRequests, resultRejectedFull
-		err = fmt.Errorf("session_queue: session %s already has %d requests waiting (max_waiting)", session, h.MaxWaiting)
+		err = fmt.Errorf("session_queue: session %s already has %d requests waiting (max_waiting)", session, h.zone.table.Limits().MaxWaiting)
 	case errors.Is(err, queue.ErrClosed):
 		status, result = http.StatusServiceUnavailable, resultRejectedShutdown
 		err = fmt.Errorf("session_queue: zone %s is shutting down; session %s was not served", h.Zone, session)
@@ -567,7 +557,7 @@ func retryAfterSeconds(d time.Duration) string {
 // gets a context that does not end when the client leaves: an upstream
 // request canceled mid-way would free the turn while the backend may still
 // be working on it, and the next request would overlap it.
-func (h *Handler) serveHolding(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, turn queue.Turn, session string) error {
+func (h *Handler) serveHolding(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, turn sessionTurn, session string) error {
 	upstreamCtx := context.WithoutCancel(r.Context())
 	if h.MaxHold <= 0 {
 		defer turn.Release()
@@ -609,6 +599,5 @@ func (h *Handler) serveHolding(w http.ResponseWriter, r *http.Request, next cadd
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
-	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
