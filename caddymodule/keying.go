@@ -191,6 +191,15 @@ func (z *zone) acquire(ctx context.Context, root string, mode queue.Mode, maxWai
 	turn.turn, turn.more = turns[0], turns[1:]
 	return turn, key, res, nil
 }
+
+// sessionName names the session of id as ServeHTTP and the admin API do:
+// the hash of its lineage's queue key under the pattern in force.
+func (z *zone) sessionName(id string) string {
+	root, pin := z.lineages.Resolve(id)
+	defer pin.Release()
+	return idgen.Hash(z.keying.epochs.Load().current.pattern.Key(root))
+}
+
 // busy reports whether requests hold or wait on the queue of the lineage
 // rooted at root, under any pattern still in use.
 func (z *zone) busy(root string) bool {

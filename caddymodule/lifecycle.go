@@ -28,9 +28,6 @@ type sessionRequest struct {
 	client string
 	// secure is true over HTTPS, where a minted cookie gets Secure.
 	secure bool
-	// session names the request's session in logs: the hash of its queue
-	// key, as in the admin API.
-	session string
 }
 
 // clientAddress is the client's IP as Caddy determined it (honouring
@@ -190,7 +187,7 @@ func (w *sessionWriter) regenerated(newID string, now time.Time) {
 	z.regenerations.Add(1)
 	z.metrics.regenerated.Inc()
 	if c := w.h.logger.Check(zapcore.DebugLevel, "session ID regenerated; following it"); c != nil {
-		c.Write(zap.String("session", w.req.session))
+		c.Write(zap.String("session", z.sessionName(newID)))
 	}
 }
 

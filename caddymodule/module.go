@@ -439,7 +439,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// A session is named by its queue key, the same before and after a
 	// regeneration, in logs and placeholders as in the admin API.
 	session := idgen.Hash(key)
-	sreq.session = session
 	repl.Set(placeholderSession, session)
 	waited := time.Since(start)
 	repl.Set(placeholderWaitMS, float64(waited)/float64(time.Millisecond))
