@@ -1,9 +1,16 @@
 package caddymodule
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/sessionqueue/caddy-session-queue/queue"
 )
 
 // zoneState is what a config sets on a zone.
@@ -148,5 +155,29 @@ func TestHandlersOfOneZoneInOneConfigMustAgree(t *testing.T) {
 		if err := h.Provision(ctx); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A handler of an older config still serving requests after a reload
+// quotes the limit the zone enforces, not its own.
+func TestRefusalQuotesTheZonesLimit(t *testing.T) {
+	h := &Handler{Zone: "refusal-limit", MaxWaiting: 5}
+	if _, err := provisionIn(t, h); err != nil {
+		t.Fatal(err)
+	}
+	h.zone.apply(zoneSettings{limits: queue.Limits{MaxReaders: 4, MaxWaiting: 0}})
+	const id = "refusal-session-id"
+	holder, _, _, err := h.zone.acquire(t.Context(), id, queue.Write, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Release()
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Header.Set("Cookie", "PHPSESSID="+id)
+	req = req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+	err = h.ServeHTTP(httptest.NewRecorder(), req, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+	const want = "already has 0 requests waiting (max_waiting)"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want an error containing %q", err, want)
 	}
 }
