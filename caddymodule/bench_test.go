@@ -14,12 +14,9 @@ import (
 // session is idle, with a next handler that does nothing.
 func benchmarkServeHTTP(b *testing.B, cookie string) {
 	h := &Handler{Zone: "bench"}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	defer cancel()
-	if err := h.Provision(ctx); err != nil {
+	if _, err := provisionIn(b, h); err != nil {
 		b.Fatal(err)
 	}
-	defer h.Cleanup()
 	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
 	req := httptest.NewRequest(http.MethodGet, "/", nil)
 	if cookie != "" {
