@@ -4,7 +4,7 @@ GO ?= go
 export XDG_CONFIG_HOME ?= $(CURDIR)/.cache/xdg-config
 export XDG_DATA_HOME ?= $(CURDIR)/.cache/xdg-data
 
-.PHONY: build run test test-deps unit integration smoke bench clean
+.PHONY: build run test test-deps unit integration smoke bench fuzz clean
 
 build:
 	$(GO) build -o bin/caddy ./cmd/caddy
@@ -36,6 +36,24 @@ smoke: build
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./queue/ ./idgen/ ./caddymodule/
+
+# Each fuzz target for FUZZTIME; their seeds (testdata/fuzz) run in `make test`.
+# FUZZFLAGS=-parallel=1 spares a shared machine's CPUs.
+FUZZTIME ?= 1m
+FUZZFLAGS ?=
+FUZZ_TARGETS = \
+	./idgen/:FuzzCookie ./idgen/:FuzzQuery ./idgen/:FuzzResponseCookie \
+	./idgen/:FuzzKeyPattern ./idgen/:FuzzMint \
+	./caddymodule/:FuzzUnmarshalCaddyfile ./queue/:FuzzQueueSchedule
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; echo "== $$name ($$pkg) for $(FUZZTIME)"; \
+		log=$$(mktemp); \
+		if ! $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg >$$log 2>&1; then \
+			cat $$log; rm -f $$log; exit 1; fi; \
+		grep 'execs:' $$log | tail -n 1; rm -f $$log; \
+	done
 
 clean:
 	rm -rf bin .cache

@@ -21,6 +21,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	"go.uber.org/goleak"
 
 	_ "github.com/sessionqueue/caddy-session-queue"
 	"github.com/sessionqueue/caddy-session-queue/idgen"
@@ -71,10 +72,17 @@ func TestMain(m *testing.M) {
 	}
 	defer os.RemoveAll(logDir)
 	caddyLog = filepath.Join(logDir, "caddy.log")
+
 	http.DefaultTransport = recording(http.DefaultTransport)
 
 	code := m.Run()
 	_ = caddy.Stop()
+	client.CloseIdleConnections()
+	http.DefaultClient.CloseIdleConnections()
+	if err := goleak.Find(caddyBackground...); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: goroutines outlive the tests: %v\n", err)
+		code = 1
+	}
 	if leaks := sessionIDsInLog(caddyLog); len(leaks) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: session IDs used by the tests appear in Caddy's log:\n%s\n", strings.Join(leaks, "\n"))
 		code = 1
@@ -82,6 +90,17 @@ func TestMain(m *testing.M) {
 		fmt.Printf("no session ID used by the tests (%d IDs) appears in Caddy's log\n", len(usedSessionIDs()))
 	}
 	os.Exit(code)
+}
+
+// caddyBackground are the goroutines that Caddy and its libraries start
+// once per process and never stop, so they outlive caddy.Stop by design;
+// every other goroutine left once the tests end is a leak.
+var caddyBackground = []goleak.Option{
+	// The admin endpoint: caddy.Stop stops the config, not the admin
+	// server, which only the process's exit ends.
+	goleak.IgnoreAnyFunction("github.com/caddyserver/caddy/v2.replaceLocalAdminServer.func2"),
+	// The log file writer's rotation goroutine, one per log file opened.
+	goleak.IgnoreTopFunction("github.com/DeRuina/timberjack.(*Logger).millRun"),
 }
 
 // sessionCookies are the cookie names whose values the tests treat as
@@ -117,6 +136,14 @@ func (rt recordingTransport) RoundTrip(req *http.Request) (*http.Response, error
 		}
 	}
 	return resp, err
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the
+// wrapped transport, so that no connection outlives the tests.
+func (rt recordingTransport) CloseIdleConnections() {
+	if c, ok := rt.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 func usedSessionIDs() []string {

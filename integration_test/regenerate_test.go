@@ -87,6 +87,10 @@ func browserSession(t *testing.T, base string, transport http.RoundTripper, prot
 func TestPHPRegenerationKeepsUsersLoggedIn(t *testing.T) {
 	b := startPHP(t)
 	insecure := &tls.Config{InsecureSkipVerify: true}
+	h1 := &http.Transport{TLSClientConfig: insecure, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
+	h2 := &http.Transport{TLSClientConfig: insecure, ForceAttemptHTTP2: true}
+	defer h1.CloseIdleConnections()
+	defer h2.CloseIdleConnections()
 	for _, tt := range []struct {
 		name, pool, base string
 		transport        http.RoundTripper
@@ -95,14 +99,8 @@ func TestPHPRegenerationKeepsUsersLoggedIn(t *testing.T) {
 	}{
 		{"redis", b.redisPool, caddyAddr, http.DefaultTransport, 1, "sq_binding"},
 		{"files", b.filesPool, caddyAddr, http.DefaultTransport, 1, "sq_binding"},
-		{"https h1", b.redisPool, caddyTLSAddr, recording(&http.Transport{
-			TLSClientConfig: insecure,
-			TLSNextProto:    map[string]func(string, *tls.Conn) http.RoundTripper{},
-		}), 1, "__Host-sq_binding"},
-		{"https h2", b.redisPool, caddyTLSAddr, recording(&http.Transport{
-			TLSClientConfig:   insecure,
-			ForceAttemptHTTP2: true,
-		}), 2, "__Host-sq_binding"},
+		{"https h1", b.redisPool, caddyTLSAddr, recording(h1), 1, "__Host-sq_binding"},
+		{"https h2", b.redisPool, caddyTLSAddr, recording(h2), 2, "__Host-sq_binding"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			load := func(sessionQueue string) {
