@@ -193,9 +193,17 @@ func testdataDir(t *testing.T, sub string) string {
 // in dir, with no persistence, and returns the socket path.
 func startRedis(t *testing.T, dir string) string {
 	t.Helper()
+	sock, _ := startRedisProc(t, dir)
+	return sock
+}
+
+// startRedisProc is startRedis that also returns the process, for tests
+// that kill it.
+func startRedisProc(t *testing.T, dir string) (string, *backendProc) {
+	t.Helper()
 	bin := lookBinary(t, "redis-server", "/usr/bin/redis-server", "/usr/sbin/redis-server")
 	sock := filepath.Join(dir, "redis.sock")
-	startBackend(t, dir, "redis", sock, nil, bin,
+	proc := startBackend(t, dir, "redis", sock, nil, bin,
 		"--port", "0",
 		"--unixsocket", sock,
 		"--unixsocketperm", "700",
@@ -204,7 +212,7 @@ func startRedis(t *testing.T, dir string) string {
 		"--dir", dir,
 		"--daemonize", "no",
 		"--logfile", "")
-	return sock
+	return sock, proc
 }
 
 // phpBackend is a private PHP-FPM with two pools serving testdata/php.
@@ -217,6 +225,12 @@ type phpBackend struct {
 	// filesPool uses PHP's default files handler, which flocks the session
 	// file for the whole request.
 	filesPool string
+	// dir, fpm, fpmArgs and redis let fault tests kill and restart the
+	// backends.
+	dir     string
+	fpm     *backendProc
+	fpmArgs []string
+	redis   *backendProc
 }
 
 // fpmConfig is the php-fpm configuration; %[1]s is the temp dir, %[2]s the
@@ -267,9 +281,11 @@ func startPHP(t *testing.T) *phpBackend {
 	t.Helper()
 	fpm := lookBinary(t, "php-fpm", "/usr/sbin/php-fpm*", "/usr/local/sbin/php-fpm*")
 	dir := backendDir(t)
-	redisSock := startRedis(t, dir)
+	redisSock, redis := startRedisProc(t, dir)
 
 	b := &phpBackend{
+		dir:       dir,
+		redis:     redis,
 		stateDir:  filepath.Join(dir, "state"),
 		redisPool: filepath.Join(dir, "fpm-redis.sock"),
 		filesPool: filepath.Join(dir, "fpm-files.sock"),
@@ -289,11 +305,28 @@ func startPHP(t *testing.T) *phpBackend {
 	}
 	writeFile(t, filepath.Join(dir, "php-fpm.conf"), fmt.Sprintf(fpmConfig, dir, redisSock, users))
 	writeFile(t, filepath.Join(dir, "php.ini"), phpIni)
-	fpmProc := startBackend(t, dir, "php-fpm", b.redisPool, []string{filepath.Join(dir, "php-fpm-error.log")}, args...)
+	b.fpmArgs = args
+	b.startFPM(t)
+	return b
+}
+
+// startFPM starts the php-fpm master and its pools.
+func (b *phpBackend) startFPM(t *testing.T) {
+	t.Helper()
+	b.fpm = startBackend(t, b.dir, "php-fpm", b.redisPool, []string{filepath.Join(b.dir, "php-fpm-error.log")}, b.fpmArgs...)
 	// The master opens the pools' sockets one after the other: the second
 	// may not accept yet when the first does (seen under load).
-	fpmProc.waitListening(t, b.filesPool)
-	return b
+	b.fpm.waitListening(t, b.filesPool)
+}
+
+// kill sends SIGKILL to p's whole process group (a php-fpm master and its
+// workers) and waits until its leader is reaped.
+func (p *backendProc) kill(t *testing.T) {
+	t.Helper()
+	if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("SIGKILL %s: %v", p.name, err)
+	}
+	<-p.exited
 }
 
 // site returns a Caddy site serving testdata/php through the given pool,

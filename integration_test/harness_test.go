@@ -101,6 +101,9 @@ var caddyBackground = []goleak.Option{
 	goleak.IgnoreAnyFunction("github.com/caddyserver/caddy/v2.replaceLocalAdminServer.func2"),
 	// The log file writer's rotation goroutine, one per log file opened.
 	goleak.IgnoreTopFunction("github.com/DeRuina/timberjack.(*Logger).millRun"),
+	// certmagic refreshes a storage lock file every few seconds until its
+	// holder unlocks it; the goroutine notices and ends on its next wake.
+	goleak.IgnoreAnyFunction("github.com/caddyserver/certmagic.keepLockfileFresh"),
 }
 
 // sessionCookies are the cookie names whose values the tests treat as
