@@ -8,6 +8,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/sessionqueue/caddy-session-queue/idgen"
 )
 
 // benchmarkServeHTTP measures what the handler adds to one request whose
@@ -39,4 +41,41 @@ func BenchmarkServeHTTPQueued(b *testing.B) {
 
 func BenchmarkServeHTTPWithoutSession(b *testing.B) {
 	benchmarkServeHTTP(b, "_ga=GA1.2.3")
+}
+
+// TestQueuedRequestAllocations holds the handler to its budget: a request
+// whose session is idle costs at most 4 allocations, and the session's
+// hash is not computed unless a placeholder or log line reads it.
+func TestQueuedRequestAllocations(t *testing.T) {
+	h := &Handler{Zone: "allocs"}
+	if _, err := provisionIn(t, h); err != nil {
+		t.Fatal(err)
+	}
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Header.Set("Cookie", "_ga=GA1.2.3; PHPSESSID=v9l4b0r2k1mv3qf8tmd6s7j2a5")
+	repl := caddy.NewReplacer()
+	req = req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl))
+	w := httptest.NewRecorder()
+	allocs := testing.AllocsPerRun(200, func() {
+		if err := h.ServeHTTP(w, req, next); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Logf("%.0f allocations per queued request", allocs)
+	if allocs > 4 {
+		t.Errorf("%.0f allocations per queued request, want at most 4", allocs)
+	}
+
+	v, _ := repl.Get(placeholderSession)
+	name, ok := v.(*sessionName)
+	if !ok {
+		t.Fatalf("the session placeholder holds a %T", v)
+	}
+	if name.name != "" {
+		t.Error("the session's hash was computed though nothing read it")
+	}
+	if got, want := caddy.ToString(v), idgen.Hash("v9l4b0r2k1mv3qf8tmd6s7j2a5"); got != want {
+		t.Errorf("the session placeholder reads %q, want %q", got, want)
+	}
 }

@@ -64,11 +64,24 @@ func presentedBinding(r *http.Request, secure bool) string {
 	if secure {
 		name = secureBindingCookie
 	}
+	if !headerMentions(r.Header["Cookie"], name) {
+		return "" // spares parsing every cookie of a request that has none
+	}
 	cookies := r.CookiesNamed(name)
 	if len(cookies) != 1 || !validBindingToken(cookies[0].Value) {
 		return ""
 	}
 	return cookies[0].Value
+}
+
+// headerMentions reports whether any of the field values contains s.
+func headerMentions(values []string, s string) bool {
+	for _, v := range values {
+		if strings.Contains(v, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // bindingCookieFor is the cookie that gives a browser its token.

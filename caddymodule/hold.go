@@ -32,9 +32,9 @@ func (t *heldTurn) release() {
 // request canceled, or a response abandoned, mid-way would free the turn
 // while the backend may still be working on it, and the next request would
 // overlap it. max_hold, when set, bounds how long that goes on.
-func (h *Handler) serveHolding(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, held *heldTurn, session string) error {
+func (h *Handler) serveHolding(q *queuedRequest, r *http.Request, next caddyhttp.Handler) error {
 	upstreamCtx := context.WithoutCancel(r.Context())
-	w = &drainingWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, session: session}
+	w, held, session := &q.drain, &q.held, &q.session
 	if h.MaxHold <= 0 {
 		return next.ServeHTTP(w, r.WithContext(upstreamCtx))
 	}
@@ -50,7 +50,7 @@ func (h *Handler) serveHolding(w http.ResponseWriter, r *http.Request, next cadd
 		h.zone.holdExpired.Add(1)
 		h.zone.metrics.holdExpired.Inc()
 		h.logger.Warn("max_hold elapsed; turn given up while the request goes on",
-			zap.String("session", session), zap.Duration("max_hold", time.Duration(h.MaxHold)))
+			zap.Stringer("session", session), zap.Duration("max_hold", time.Duration(h.MaxHold)))
 		if r.Context().Err() != nil {
 			cancelUpstream()
 		}
@@ -76,7 +76,7 @@ type drainingWriter struct {
 	// By value, so that wrapping costs one allocation.
 	caddyhttp.ResponseWriterWrapper
 	h       *Handler
-	session string
+	session *sessionName
 	failed  bool
 }
 
@@ -117,6 +117,6 @@ func (w *drainingWriter) FlushError() error {
 func (w *drainingWriter) clientGone(err error) {
 	w.failed = true
 	if c := w.h.logger.Check(zapcore.DebugLevel, "client gone mid-response; reading the rest of the upstream response before giving up the turn"); c != nil {
-		c.Write(zap.String("session", w.session), zap.Error(err))
+		c.Write(zap.Stringer("session", w.session), zap.Error(err))
 	}
 }

@@ -101,7 +101,7 @@ func TestDrainingWriterSwallowsAfterFailure(t *testing.T) {
 	for _, failure := range []string{"write", "flush"} {
 		client := &brokenClient{header: http.Header{}}
 		sw := &sessionWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: client}, h: h}
-		w := &drainingWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: sw}, h: h}
+		w := &drainingWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: sw}, h: h, session: &sessionName{key: "k"}}
 		rc := http.NewResponseController(w)
 		if _, err := w.Write([]byte("head ")); err != nil || rc.Flush() != nil {
 			t.Fatalf("%s: before the failure: %v", failure, err)

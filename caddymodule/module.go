@@ -447,7 +447,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	if !carriesID || bypass {
-		repl.Set(placeholderMode, modeNames[modeBypass])
+		repl.Set(placeholderMode, modeValues[modeBypass])
 		z.count(modeBypass, resultImmediate)
 		z.metrics.inFlight[modeBypass].Inc()
 		defer z.metrics.inFlight[modeBypass].Dec()
@@ -472,39 +472,46 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			mode, qmode = modeReader, queue.Read
 		}
 	}
-	repl.Set(placeholderMode, modeNames[mode])
+	repl.Set(placeholderMode, modeValues[mode])
 
 	start := time.Now()
 	root, pin := z.lineages.Resolve(found.ID)
 	body := watchQueuedBody(w, r)
 	turn, key, res, err := z.acquire(body.waitContext(r), root, qmode, time.Duration(h.MaxWait), body.onQueued())
-	held := heldTurn{turn: turn}
+	q := h.newQueuedRequest(w, sreq)
 	if err == nil {
+		q.held.turn = turn
 		// At once, so that nothing between here and the end of the request
 		// can keep the session's turn, not even a panic.
-		defer held.release()
+		defer q.held.release()
 	}
 	pin.Release()
 	// A session is named by its queue key, the same before and after a
 	// regeneration, in logs and placeholders as in the admin API.
-	session := idgen.Hash(key)
-	repl.Set(placeholderSession, session)
+	q.session.key = key
+	repl.Set(placeholderSession, &q.session)
 	waited := time.Since(start)
 	err = body.finish(err)
-	repl.Set(placeholderWaitMS, float64(waited)/float64(time.Millisecond))
+	// A turn granted at once waited for nobody: 0, which costs no
+	// allocation to box.
+	waitedMS := 0.0
+	if res.Queued {
+		waitedMS = float64(waited) / float64(time.Millisecond)
+	}
+	repl.Set(placeholderWaitMS, waitedMS)
 	z.metrics.wait[mode].Observe(waited.Seconds())
 	if err != nil {
-		return h.refuse(w, r, repl, mode, err, session, res, waited)
+		return h.refuse(w, r, repl, mode, err, &q.session, res, waited)
 	}
 	result := resultImmediate
 	if res.Queued {
 		result = resultQueued
 		if c := h.logger.Check(zapcore.DebugLevel, "turn granted after waiting"); c != nil {
-			c.Write(zap.String("session", session), zap.String("mode", modeNames[mode]),
+			c.Write(zap.Stringer("session", &q.session), zap.String("mode", modeNames[mode]),
 				zap.Int("ahead", res.Ahead), zap.Duration("waited", waited))
 		}
 	}
-	repl.Set(placeholderResult, resultNames[result])
+	repl.Set(placeholderResult, resultValues[result])
 	z.count(mode, result)
 	z.metrics.inFlight[mode].Inc()
 	defer z.metrics.inFlight[mode].Dec()
@@ -513,14 +520,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// browser sent with the old ID just after it, go up with the new ID.
 		if newID, forwarded := z.lineages.Forward(found.ID, sreq.binding, start, h.regenerateGrace); forwarded {
 			h.source.Decoding.SetCookie(r.Header, sreq.cookie, newID)
-			sreq.upstreamID = newID
+			q.writer.req.upstreamID = newID
 		}
 	}
-	sw := &sessionWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, req: sreq}
-	if err := h.serveHolding(sw, r, next, &held, session); err != nil {
+	if err := h.serveHolding(q, r, next); err != nil {
 		return err
 	}
-	return sw.err()
+	return q.writer.err()
 }
 
 // bypasses reports whether a request with a session ID skips the queue:
@@ -583,7 +589,7 @@ func headerHasToken(value, token string) bool {
 }
 
 // refuse answers a request that got no turn.
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, mode int, err error, session string, res queue.Result, waited time.Duration) error {
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, mode int, err error, session fmt.Stringer, res queue.Result, waited time.Duration) error {
 	var status, result int
 	switch {
 	case errors.Is(err, queue.ErrQueueFull):
@@ -599,7 +605,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Rep
 		status, result = statusClientClosedRequest, resultCanceled
 		err = fmt.Errorf("session_queue: client left after waiting %s for session %s: %w", waited.Round(time.Millisecond), session, err)
 	}
-	repl.Set(placeholderResult, resultNames[result])
+	repl.Set(placeholderResult, resultValues[result])
 	h.zone.count(mode, result)
 	if status != statusClientClosedRequest {
 		w.Header().Set("Retry-After", retryAfterSeconds(time.Duration(h.RetryAfter)))

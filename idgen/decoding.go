@@ -153,6 +153,9 @@ func isCSpace(c byte) bool {
 // and is itself turned into "_" otherwise.
 func phpName(raw string) (name string, array bool) {
 	raw = strings.TrimLeft(raw, " ")
+	if strings.IndexAny(raw, " .[") < 0 {
+		return raw, false // most names: nothing to fold, nothing to copy
+	}
 	var b strings.Builder
 	for i := 0; i < len(raw); i++ {
 		switch c := raw[i]; c {

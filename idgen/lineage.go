@@ -57,6 +57,13 @@ type Lineages struct {
 	// kept holds the members pushed out of recent while their lineage was
 	// busy.
 	kept map[string]*member
+	// remembered is len(recent)+len(kept), written under mu. While it is
+	// 0 (a zone whose backend never regenerated an ID) Resolve and Forward
+	// have nothing to find, and skip the lock that every session's
+	// requests would otherwise share. A Link is complete before the
+	// response that carries the new ID goes out, so no request carrying it
+	// can read remembered before the Link wrote it.
+	remembered atomic.Int64
 }
 
 // maxLineageMembers is the most IDs one lineage keeps; a chain of
@@ -147,6 +154,9 @@ func (p Pin) Release() {
 // could be forgotten before the request is queued, and another request
 // carrying id would then queue under id itself, beside this one.
 func (l *Lineages) Resolve(id string) (root string, pin Pin) {
+	if l.remembered.Load() == 0 {
+		return id, Pin{}
+	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	m := l.lookup(id)
@@ -173,6 +183,9 @@ func (l *Lineages) Resolve(id string) (root string, pin Pin) {
 // request arrived. The chain is followed only through regenerations made
 // for the same binding.
 func (l *Lineages) Forward(id, binding string, arrived time.Time, grace time.Duration) (newID string, ok bool) {
+	if l.remembered.Load() == 0 {
+		return "", false
+	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	m := l.lookup(id)
@@ -212,6 +225,7 @@ func (l *Lineages) Link(oldID, newID, binding string, now time.Time) (ok bool) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	defer l.count()
 	l.checkKept()
 
 	from, to := l.lookup(oldID), l.lookup(newID)
@@ -253,6 +267,7 @@ func (l *Lineages) Link(oldID, newID, binding string, now time.Time) (ok bool) {
 func (l *Lineages) Unlink(id string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	defer l.count()
 	m := l.lookup(id)
 	if m == nil {
 		return
@@ -269,6 +284,11 @@ func (l *Lineages) Unlink(id string) {
 	for _, x := range lin.members {
 		x.next = nil
 	}
+}
+
+// count updates remembered; call it with mu held, after every change.
+func (l *Lineages) count() {
+	l.remembered.Store(int64(l.recent.Len() + len(l.kept)))
 }
 
 // lookup returns id's member entry, or nil. It does not change the LRU

@@ -574,3 +574,45 @@ func TestForwardGraceIsPerCall(t *testing.T) {
 		t.Fatalf("with a 5s grace: Forward = %q, %v", id, ok)
 	}
 }
+
+// TestLineagesSkipLockWhileEmpty: while no ID was ever linked (or all
+// links are forgotten), Resolve and Forward take no lock, so the requests
+// of all sessions share none. With the write lock held elsewhere, they
+// still answer.
+func TestLineagesSkipLockWhileEmpty(t *testing.T) {
+	l, err := NewLineages(8, func(string) bool { return false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	answered := make(chan string)
+	go func() {
+		root, pin := l.Resolve("a")
+		pin.Release()
+		_, forwarded := l.Forward("a", "b", time.Now(), time.Second)
+		answered <- fmt.Sprint(root, " ", forwarded)
+	}()
+	select {
+	case got := <-answered:
+		if got != "a false" {
+			t.Errorf("Resolve and Forward of an empty table: %s", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Resolve or Forward of an empty table waited for the lock")
+	}
+	l.mu.Unlock()
+
+	// Once an ID is linked, they must look.
+	if !l.Link("a", "b", "binding", time.Now()) {
+		t.Fatal("link refused")
+	}
+	if root, pin := l.Resolve("b"); root != "a" {
+		t.Errorf("b resolves to %q after the link, want a", root)
+	} else {
+		pin.Release()
+	}
+	l.Unlink("a")
+	if l.remembered.Load() != 0 {
+		t.Errorf("%d IDs remembered after the idle lineage was unlinked", l.remembered.Load())
+	}
+}
