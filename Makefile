@@ -4,7 +4,7 @@ GO ?= go
 export XDG_CONFIG_HOME ?= $(CURDIR)/.cache/xdg-config
 export XDG_DATA_HOME ?= $(CURDIR)/.cache/xdg-data
 
-.PHONY: build run test test-deps unit integration smoke bench fuzz clean
+.PHONY: build run test test-deps unit integration smoke bench bench-load flood fuzz clean
 
 build:
 	$(GO) build -o bin/caddy ./cmd/caddy
@@ -36,6 +36,15 @@ smoke: build
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./queue/ ./idgen/ ./caddymodule/
+
+# Plain reverse_proxy vs session_queue under wrk (BENCHMARKS.md); needs wrk.
+bench-load:
+	command -v wrk >/dev/null || apt-get install -y wrk
+	bash bench/load.sh
+
+# Hostile floods through a real Caddy, with Caddy's RSS (BENCHMARKS.md).
+flood:
+	bash bench/flood.sh
 
 # Each fuzz target for FUZZTIME; their seeds (testdata/fuzz) run in `make test`.
 # FUZZFLAGS=-parallel=1 spares a shared machine's CPUs.

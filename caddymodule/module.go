@@ -76,7 +76,7 @@ var (
 //
 //	{http.session_queue.mode}     reader, writer or bypass
 //	{http.session_queue.result}   immediate, queued, rejected_full, rejected_timeout, rejected_shutdown or canceled
-//	{http.session_queue.wait_ms}  time spent waiting for the turn, in milliseconds
+//	{http.session_queue.wait_ms}  time spent waiting for the turn, in milliseconds (0 when granted at once)
 //	{http.session_queue.session}  the session's name: keyed short hash of its queue key (never the ID), as in the admin API
 type Handler struct {
 	// Cookies are the names of the cookies that carry the session ID, tried

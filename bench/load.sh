@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# make bench-load: plain reverse_proxy (:9181) vs session_queue (:9182) in
+# one Caddy, alternating rounds, for each session mix. Prints one line per
+# mix: req/s ratio (median, min-max over rounds) and p50/p99 latencies.
+set -euo pipefail
+ROUNDS=${ROUNDS:-9} DURATION=${DURATION:-3s} CONNS=${CONNS:-32} THREADS=${THREADS:-2}
+MIXES=${MIXES:-"unique many none hot"}
+cd "$(dirname "$0")/.."
+command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 1; }
+go build -o bin/caddy ./cmd/caddy
+go build -o bin/nullbackend ./bench/nullbackend
+./bin/nullbackend & backend=$!
+./bin/caddy run --config bench/Caddyfile.bench --adapter caddyfile >/dev/null 2>&1 & caddy=$!
+trap 'kill $backend $caddy 2>/dev/null' EXIT
+for _ in $(seq 50); do curl -fs localhost:9182/ >/dev/null 2>&1 && break; sleep 0.1; done
+run() { # port mode -> "rps p50_us p99_us"
+	SQ_MODE=$2 wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s bench/cookies.lua "http://127.0.0.1:$1/" |
+	awk 'function us(v){ if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; return v*1e6 }
+	     /Requests\/sec/ {rps=$2} $1=="50%" {p50=us($2)} $1=="99%" {p99=us($2)}
+	     END {printf "%d %.0f %.0f\n", rps, p50, p99}'
+}
+echo "# $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); wrk -t$THREADS -c$CONNS, $ROUNDS rounds of $DURATION"
+printf "%-7s %10s %10s %18s %14s %14s\n" mix plain_rps queue_rps "ratio med (min-max)" "p50 us pl/q" "p99 us pl/q"
+for mix in $MIXES; do
+	ratios=() ; pr=() ; qr=(); p50p=(); p50q=(); p99p=(); p99q=()
+	for round in $(seq "$ROUNDS"); do
+		# Alternate which side goes first, so drift hits both alike.
+		if (( round % 2 )); then a=$(run 9181 "$mix"); b=$(run 9182 "$mix"); else b=$(run 9182 "$mix"); a=$(run 9181 "$mix"); fi
+		read -r ar a50 a99 <<<"$a"; read -r br b50 b99 <<<"$b"
+		pr+=("$ar"); qr+=("$br"); p50p+=("$a50"); p50q+=("$b50"); p99p+=("$a99"); p99q+=("$b99")
+		ratios+=("$(awk -v a="$ar" -v b="$br" 'BEGIN{printf "%.3f", b/a}')")
+	done
+	med() { printf "%s\n" "$@" | sort -g | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
+	mn() { printf "%s\n" "$@" | sort -g | head -1; }
+	mx() { printf "%s\n" "$@" | sort -g | tail -1; }
+	printf "%-7s %10s %10s %8s (%s-%s) %6s/%-6s %6s/%-6s\n" "$mix" "$(med "${pr[@]}")" "$(med "${qr[@]}")" \
+		"$(med "${ratios[@]}")" "$(mn "${ratios[@]}")" "$(mx "${ratios[@]}")" \
+		"$(med "${p50p[@]}")" "$(med "${p50q[@]}")" "$(med "${p99p[@]}")" "$(med "${p99q[@]}")"
+done
