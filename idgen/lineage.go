@@ -3,6 +3,7 @@ package idgen
 import (
 	"crypto/subtle"
 	"errors"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,16 +42,19 @@ import (
 // forgets its oldest IDs).
 //
 // Concurrency contract: every method is safe for concurrent use. Resolve
-// and Forward, called on every request, share a read lock; Link and Unlink,
-// called on the responses that change the session cookie, take it
-// exclusively. The busy function is called with that lock held, so it must
-// be quick and must not call back into the Lineages. IDs and bindings are
+// and Forward, called on every request, read-lock one of many locks, chosen
+// by the ID, so that the requests of different sessions share no lock (and
+// none at all while nothing is linked); Link and Unlink, called on the
+// responses that change the session cookie, lock them all. The busy
+// function is called with the locks held, so it must be quick and must not
+// call back into the Lineages. IDs and bindings are
 // kept raw, in memory only; none is logged or returned anywhere but to the
 // caller.
 type Lineages struct {
 	busy func(root string) bool
 
-	mu       sync.RWMutex
+	// mu holds the locks; seed spreads the IDs over them.
+	mu       readerShardedLock
 	capacity int
 	// recent maps each remembered ID to its member entry.
 	recent *simplelru.LRU[string, *member]
@@ -107,6 +111,40 @@ func sameBinding(binding, want string) bool {
 	return binding != "" && subtle.ConstantTimeCompare([]byte(binding), []byte(want)) == 1
 }
 
+// readerShardedLock is a readers/writer lock whose readers lock one of
+// lineageLocks shards, each on a cache line of its own, and whose writers
+// lock every shard: read-mostly use (every request reads, a regeneration
+// writes) then costs readers of different IDs no shared cache line.
+type readerShardedLock struct {
+	seed   maphash.Seed
+	shards [lineageLocks]struct {
+		sync.RWMutex
+		_ [40]byte
+	}
+}
+
+const lineageLocks = 64
+
+// rlock read-locks the shard of id and returns it for RUnlock.
+func (m *readerShardedLock) rlock(id string) *sync.RWMutex {
+	s := &m.shards[maphash.String(m.seed, id)%lineageLocks].RWMutex
+	s.RLock()
+	return s
+}
+
+// Lock locks every shard, always in the same order.
+func (m *readerShardedLock) Lock() {
+	for i := range m.shards {
+		m.shards[i].Lock()
+	}
+}
+
+func (m *readerShardedLock) Unlock() {
+	for i := range m.shards {
+		m.shards[i].Unlock()
+	}
+}
+
 // NewLineages returns an empty table remembering up to capacity IDs (more
 // while their lineages are busy). busy reports whether requests hold or
 // wait in the queue of a lineage's root ID; the caller maps the root to its
@@ -125,6 +163,7 @@ func NewLineages(capacity int, busy func(root string) bool) (*Lineages, error) {
 		return nil, err
 	}
 	return &Lineages{
+		mu:       readerShardedLock{seed: maphash.MakeSeed()},
 		busy:     busy,
 		capacity: capacity,
 		recent:   recent,
@@ -157,8 +196,7 @@ func (l *Lineages) Resolve(id string) (root string, pin Pin) {
 	if l.remembered.Load() == 0 {
 		return id, Pin{}
 	}
-	l.mu.RLock()
-	defer l.mu.RUnlock()
+	defer l.mu.rlock(id).RUnlock()
 	m := l.lookup(id)
 	if m == nil || m.lineage.root == id {
 		return id, Pin{}
@@ -186,8 +224,7 @@ func (l *Lineages) Forward(id, binding string, arrived time.Time, grace time.Dur
 	if l.remembered.Load() == 0 {
 		return "", false
 	}
-	l.mu.RLock()
-	defer l.mu.RUnlock()
+	defer l.mu.rlock(id).RUnlock()
 	m := l.lookup(id)
 	if m == nil || m.next == nil || !sameBinding(binding, m.replacedFor) || arrived.Sub(m.replacedAt) > grace {
 		return "", false
