@@ -2,9 +2,12 @@ package caddymodule
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -41,6 +44,34 @@ func BenchmarkServeHTTPQueued(b *testing.B) {
 
 func BenchmarkServeHTTPWithoutSession(b *testing.B) {
 	benchmarkServeHTTP(b, "_ga=GA1.2.3")
+}
+
+// BenchmarkServeHTTPQueuedParallel runs queued requests of different idle
+// sessions on every CPU at once (with regeneration links in the zone, as
+// after logins): run with -cpu 1,2,... to see what the CPUs share.
+func BenchmarkServeHTTPQueuedParallel(b *testing.B) {
+	h := &Handler{Zone: "bench-parallel"}
+	if _, err := provisionIn(b, h); err != nil {
+		b.Fatal(err)
+	}
+	for i := range 1000 {
+		h.zone.lineages.Link(fmt.Sprintf("old%d", i), fmt.Sprintf("new%d", i), "", time.Now())
+	}
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	var sessions atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.Header.Set("Cookie", fmt.Sprintf("_ga=GA1.2.3; PHPSESSID=v9l4b0r2k1mv3qf8tmd6s%d", sessions.Add(1)))
+		req = req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+		w := httptest.NewRecorder()
+		for pb.Next() {
+			if err := h.ServeHTTP(w, req, next); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
 
 // TestQueuedRequestAllocations holds the handler to its budget: a request

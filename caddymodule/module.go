@@ -421,10 +421,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	defer z.leave()
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 
+	// One reading of the clock serves the tracker and the wait.
+	arrived := time.Now()
 	found, carriesID, malformed := h.source.Extract(r)
 	if malformed != nil {
 		carriesID = false
-		h.unqueued(found.Where(), malformed, time.Now())
+		h.unqueued(found.Where(), malformed, arrived)
 	}
 	bypass, err := h.bypasses(r)
 	if err != nil {
@@ -443,7 +445,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if carriesID && found.Kind == "cookie" {
 		sreq.cookie, sreq.upstreamID = found.Name, found.ID
 		if !sreq.minted {
-			z.tracker.Presented(found.ID, sreq.client, time.Now())
+			z.tracker.Presented(found.ID, sreq.client, arrived)
 		}
 	}
 	if !carriesID || bypass {
@@ -474,7 +476,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	repl.Set(placeholderMode, modeValues[mode])
 
-	start := time.Now()
+	start := arrived
 	root, pin := z.lineages.Resolve(found.ID)
 	body := watchQueuedBody(w, r)
 	turn, key, res, err := z.acquire(body.waitContext(r), root, qmode, time.Duration(h.MaxWait), body.onQueued())
@@ -561,12 +563,14 @@ func isLongLived(r *http.Request) bool {
 			return r.Proto != "HTTP/3.0"
 		}
 	}
-	for _, v := range r.Header.Values("Upgrade") {
+	// Indexed directly: the keys are canonical already, and this runs on
+	// every request.
+	for _, v := range r.Header["Upgrade"] {
 		if headerHasToken(v, "websocket") {
 			return true
 		}
 	}
-	for _, v := range r.Header.Values("Accept") {
+	for _, v := range r.Header["Accept"] {
 		if headerHasToken(v, "text/event-stream") {
 			return true
 		}

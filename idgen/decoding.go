@@ -73,7 +73,12 @@ type cookiePair struct {
 // name, are skipped, as the backend skips them.
 func (d Decoding) pairs(line string, yield func(cookiePair) bool) {
 	for start := 0; start < len(line); {
-		end := start + strings.IndexAny(line[start:], d.separators())
+		var end int
+		if d == DecodeCGI {
+			end = start + strings.IndexAny(line[start:], ";,")
+		} else {
+			end = start + strings.IndexByte(line[start:], ';')
+		}
 		if end < start {
 			end = len(line)
 		}
@@ -92,13 +97,6 @@ func (d Decoding) pairs(line string, yield func(cookiePair) bool) {
 		}
 		start = next
 	}
-}
-
-func (d Decoding) separators() string {
-	if d == DecodeCGI {
-		return ";,"
-	}
-	return ";"
 }
 
 // pair reads the pair part, whose first "=" is at eq; value offsets are
@@ -153,7 +151,7 @@ func isCSpace(c byte) bool {
 // and is itself turned into "_" otherwise.
 func phpName(raw string) (name string, array bool) {
 	raw = strings.TrimLeft(raw, " ")
-	if strings.IndexAny(raw, " .[") < 0 {
+	if !needsFolding(raw) {
 		return raw, false // most names: nothing to fold, nothing to copy
 	}
 	var b strings.Builder
@@ -173,6 +171,16 @@ func phpName(raw string) (name string, array bool) {
 		}
 	}
 	return b.String(), false
+}
+
+// needsFolding reports whether phpName has anything to change in name.
+func needsFolding(name string) bool {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c == ' ' || c == '.' || c == '[' {
+			return true
+		}
+	}
+	return false
 }
 
 // value decodes a pair's raw value.
