@@ -38,7 +38,8 @@ func (a CookieAction) String() string {
 // backend that sets its session cookie for several paths at once is not
 // told apart.
 //
-// The cookie counts as deleted when the value is empty, when Max-Age is
+// The cookie counts as deleted when the value is empty or the backend will
+// read it as empty, when Max-Age is
 // zero or negative, or, without Max-Age (which takes precedence, RFC 6265
 // §5.3), when Expires is not after now. PHP's logout sends
 // "PHPSESSID=deleted; expires=Thu, 01-Jan-1970 00:00:01 GMT; Max-Age=0".
@@ -69,6 +70,12 @@ func ResponseCookie(h http.Header, name string, decoding Decoding, now time.Time
 		return CookieDeleted, "", nil
 	}
 	value = decoding.value(last.Value)
+	if value == "" {
+		// The backend will read the cookie as empty, which is no session
+		// ("CGISESSID=&x" under CGI.pm): a deletion, not an empty ID that
+		// every such response would share.
+		return CookieDeleted, "", nil
+	}
 	if err := Validate(value); err != nil {
 		return CookieSet, "", fmt.Errorf("Set-Cookie %s: %w", name, err)
 	}

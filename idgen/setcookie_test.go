@@ -56,6 +56,20 @@ func TestResponseCookie(t *testing.T) {
 	}
 }
 
+// TestResponseCookieDecodingToEmpty: a value that the backend reads as
+// empty (under CGI.pm, a value cut at its first "&") is no session, as an
+// empty value is. Found by FuzzResponseCookie: it used to count as setting
+// the empty ID, which the response side then linked to the request's ID
+// and tracked as issued, so that every such response looked like one ID
+// issued to many clients (a duplicate, 502 under on_duplicate reject).
+func TestResponseCookieDecodingToEmpty(t *testing.T) {
+	h := http.Header{"Set-Cookie": {"CGISESSID=&x; path=/"}}
+	action, value, err := ResponseCookie(h, "CGISESSID", DecodeCGI, time.Now())
+	if action != CookieDeleted || value != "" || err != nil {
+		t.Fatalf("ResponseCookie = %v, %q, %v; want deleted", action, value, err)
+	}
+}
+
 func BenchmarkResponseCookie(b *testing.B) {
 	now := time.Now()
 	for _, bc := range []struct {
