@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"hash/maphash"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -260,6 +261,10 @@ func (l *Lineages) Link(oldID, newID, binding string, now time.Time) (ok bool) {
 	if oldID == newID {
 		return false
 	}
+	// Copies: the arguments are usually cut from a request's Cookie header
+	// or a response's Set-Cookie, and a remembered substring would keep
+	// the whole header alive (up to a MiB each) for as long as the link.
+	oldID, newID, binding = strings.Clone(oldID), strings.Clone(newID), strings.Clone(binding)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	defer l.count()

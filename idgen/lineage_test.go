@@ -3,9 +3,11 @@ package idgen
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // busyRoots is a stand-in for the queue table: the roots whose queues have
@@ -614,5 +616,30 @@ func TestLineagesSkipLockWhileEmpty(t *testing.T) {
 	l.Unlink("a")
 	if l.remembered.Load() != 0 {
 		t.Errorf("%d IDs remembered after the idle lineage was unlinked", l.remembered.Load())
+	}
+}
+
+// TestLinkKeepsNoHeader: the IDs and binding a link remembers are copies,
+// not substrings of the headers they were cut from, which would keep a
+// request's whole Cookie header (up to a MiB) alive for as long as the link.
+func TestLinkKeepsNoHeader(t *testing.T) {
+	l, err := NewLineages(8, func(string) bool { return false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := "PHPSESSID=old0123456789; sq_binding=token0123456789; padding=" + strings.Repeat("x", 1<<16)
+	oldID, binding := header[len("PHPSESSID="):len("PHPSESSID=old0123456789")], header[36:51]
+	setCookie := "PHPSESSID=new0123456789; path=/"
+	newID := setCookie[10:23]
+	if !l.Link(oldID, newID, binding, time.Now()) {
+		t.Fatal("link refused")
+	}
+	inside := func(s, in string) bool {
+		p, start := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.StringData(in)))
+		return p >= start && p < start+uintptr(len(in))
+	}
+	from, to := l.lookup(oldID), l.lookup(newID)
+	if inside(from.id, header) || inside(from.replacedFor, header) || inside(to.id, setCookie) {
+		t.Error("the link keeps a substring of the header it was given")
 	}
 }
