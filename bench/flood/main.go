@@ -22,6 +22,9 @@ func main() {
 	n := flag.Int("n", 1_000_000, "requests with unique session IDs")
 	conns := flag.Int("c", 32, "concurrent connections")
 	noCookie := flag.Bool("nocookie", false, "send no cookie (for a minting site)")
+	pad := flag.Int("pad", 0, "bytes of other cookies sent before the session cookie")
+	every := flag.Int("every", 100_000, "requests between RSS samples")
+	probes := flag.Bool("probes", true, "send the header probes after the flood")
 	flag.Parse()
 	tr := &http.Transport{MaxIdleConnsPerHost: *conns}
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
@@ -32,6 +35,10 @@ func main() {
 	var wg sync.WaitGroup
 	start, last := time.Now(), time.Now()
 	var mu sync.Mutex
+	padding := ""
+	if *pad > 0 {
+		padding = "pad=" + strings.Repeat("p", *pad) + "; "
+	}
 	for range *conns {
 		wg.Go(func() {
 			for {
@@ -41,7 +48,7 @@ func main() {
 				}
 				req, _ := http.NewRequest(http.MethodGet, *target, nil)
 				if !*noCookie {
-					req.Header.Set("Cookie", "PHPSESSID="+strings.ToLower(rand.Text())[:26])
+					req.Header.Set("Cookie", padding+"PHPSESSID="+strings.ToLower(rand.Text())[:26])
 				}
 				resp, err := client.Do(req)
 				if err != nil || resp.StatusCode != http.StatusOK {
@@ -50,10 +57,10 @@ func main() {
 				if resp != nil {
 					resp.Body.Close()
 				}
-				if i%100_000 == 0 {
+				if i%int64(*every) == 0 {
 					mu.Lock()
 					now := time.Now()
-					fmt.Printf("%-10d %10.1f %12.0f\n", i, rssMiB(*pid), 100_000/now.Sub(last).Seconds())
+					fmt.Printf("%-10d %10.1f %12.0f\n", i, rssMiB(*pid), float64(*every)/now.Sub(last).Seconds())
 					last = now
 					mu.Unlock()
 				}
@@ -62,7 +69,7 @@ func main() {
 	}
 	wg.Wait()
 	fmt.Printf("%d requests in %v, %d failed\n\n", *n, time.Since(start).Round(time.Second), failed.Load())
-	if *noCookie {
+	if *noCookie || !*probes {
 		return
 	}
 
