@@ -49,7 +49,9 @@ type queuedBody struct {
 // returns nil for a request with no body to watch. The methods of a nil
 // *queuedBody leave the request alone.
 func watchQueuedBody(w http.ResponseWriter, r *http.Request) *queuedBody {
-	if r.ProtoMajor != 1 || r.Body == nil || r.Body == http.NoBody {
+	// ContentLength is 0 for a request without a body (chunked is -1),
+	// also when Caddy has wrapped its http.NoBody.
+	if r.ProtoMajor != 1 || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil
 	}
 	b := &queuedBody{w: w, r: r, body: r.Body}

@@ -73,3 +73,17 @@ func TestQueuedBodyLeavesOthersAlone(t *testing.T) {
 		}
 	}
 }
+
+// TestQueuedBodyNotWatchedWithoutBody: a request without a body costs no
+// watcher, also when Caddy has wrapped its body (its server wraps every
+// request's body in a reader of its own, so http.NoBody is not seen).
+func TestQueuedBodyNotWatchedWithoutBody(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Body = io.NopCloser(r.Body)
+	if r.ContentLength != 0 {
+		t.Fatalf("ContentLength %d", r.ContentLength)
+	}
+	if b := watchQueuedBody(httptest.NewRecorder(), r); b != nil {
+		t.Error("a request without a body is watched")
+	}
+}
