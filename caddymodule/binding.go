@@ -31,14 +31,19 @@ const (
 	bindingBytes = 16
 )
 
-// bindingTokenLength is the length of a token: unpadded base64url.
-var bindingTokenLength = base64.RawURLEncoding.EncodedLen(bindingBytes)
+// bindingTokenLength is the length of a token: unpadded base64url of
+// bindingBytes, a constant so that a token can be made in an array.
+const bindingTokenLength = (bindingBytes*8 + 5) / 6
 
 // newBindingToken returns a fresh token from crypto/rand.
 func newBindingToken() string {
-	b := make([]byte, bindingBytes)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails; it crashes the program instead
-	return base64.RawURLEncoding.EncodeToString(b)
+	// Arrays, so that a token costs one allocation: every response to a
+	// browser without one makes one.
+	var b [bindingBytes]byte
+	var token [bindingTokenLength]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails; it crashes the program instead
+	base64.RawURLEncoding.Encode(token[:], b[:])
+	return string(token[:])
 }
 
 // validBindingToken reports whether v has the form of a token this module
