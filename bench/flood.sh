@@ -19,7 +19,9 @@ echo "## $N requests, each with a new random session ID"; start 0
 ./bin/flood -pid "$caddy" -n "$N"; stop
 echo "## $N requests without a cookie to a site with mint php"; start 0
 ./bin/flood -pid "$caddy" -n "$N" -nocookie -target http://127.0.0.1:9183/; stop
-echo "## $((N / 10)) requests with unique IDs, backend sets 50 cookies (new session ID) on each"; start 50
-./bin/flood -pid "$caddy" -n "$((N / 10))" -every "$((N / 50))" -probes=false; stop
-echo "## $((N / 50)) requests with unique IDs and 16 KB of other cookies, backend regenerates every ID"; start 1
-./bin/flood -pid "$caddy" -n "$((N / 50))" -every "$((N / 200))" -pad 16000 -probes=false; stop
+# Every response regenerates the request's ID: a link and two tracked IDs
+# per request, past the tables' capacity (100,000 linked, 200,000 tracked).
+echo "## $((N * 3 / 10)) requests with unique IDs, backend sets 50 cookies (new session ID) on each"; start 50
+./bin/flood -pid "$caddy" -n "$((N * 3 / 10))" -every "$((N / 20))" -probes=false; stop
+echo "## $((N * 3 / 20)) requests with unique IDs and 16 KB of other cookies, backend regenerates every ID"; start 1
+./bin/flood -pid "$caddy" -n "$((N * 3 / 20))" -every "$((N / 40))" -pad 16000 -probes=false; stop

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench-load: plain reverse_proxy (:9181) vs session_queue (:9182) in
 # one Caddy, alternating rounds, for each session mix. Prints one line per
-# mix: req/s ratio (median, min-max over rounds) and p50/p99 latencies.
+# mix: req/s ratio (median, min-max over rounds), p50/p99 latencies, and
+# for the hot session the handoff (release -> next request at the backend).
 set -euo pipefail
 ROUNDS=${ROUNDS:-9} DURATION=${DURATION:-3s} CONNS=${CONNS:-32} THREADS=${THREADS:-2}
 MIXES=${MIXES:-"unique many none hot"}
@@ -20,12 +21,20 @@ run() { # port mode -> "rps p50_us p99_us"
 	     END {printf "%d %.0f %.0f\n", rps, p50, p99}'
 }
 echo "# $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); wrk -t$THREADS -c$CONNS, $ROUNDS rounds of $DURATION"
-printf "%-7s %10s %10s %18s %14s %14s\n" mix plain_rps queue_rps "ratio med (min-max)" "p50 us pl/q" "p99 us pl/q"
+printf "%-7s %10s %10s %20s %14s %14s %s\n" mix plain_rps queue_rps "ratio med (min-max)" "p50 us pl/q" "p99 us pl/q" "handoff p50/p99 us"
 for mix in $MIXES; do
-	ratios=() ; pr=() ; qr=(); p50p=(); p50q=(); p99p=(); p99q=()
+	ratios=() ; pr=() ; qr=(); p50p=(); p50q=(); p99p=(); p99q=(); h50=(); h99=()
 	for round in $(seq "$ROUNDS"); do
 		# Alternate which side goes first, so drift hits both alike.
-		if (( round % 2 )); then a=$(run 9181 "$mix"); b=$(run 9182 "$mix"); else b=$(run 9182 "$mix"); a=$(run 9181 "$mix"); fi
+		if (( round % 2 )); then
+			a=$(run 9181 "$mix"); curl -fs 127.0.0.1:9190/__gaps >/dev/null
+			b=$(run 9182 "$mix"); read -r g50 g99 _ < <(curl -fs 127.0.0.1:9190/__gaps)
+		else
+			curl -fs 127.0.0.1:9190/__gaps >/dev/null
+			b=$(run 9182 "$mix"); read -r g50 g99 _ < <(curl -fs 127.0.0.1:9190/__gaps)
+			a=$(run 9181 "$mix")
+		fi
+		h50+=("$g50"); h99+=("$g99")
 		read -r ar a50 a99 <<<"$a"; read -r br b50 b99 <<<"$b"
 		pr+=("$ar"); qr+=("$br"); p50p+=("$a50"); p50q+=("$b50"); p99p+=("$a99"); p99q+=("$b99")
 		ratios+=("$(awk -v a="$ar" -v b="$br" 'BEGIN{printf "%.3f", b/a}')")
@@ -33,7 +42,9 @@ for mix in $MIXES; do
 	med() { printf "%s\n" "$@" | sort -g | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
 	mn() { printf "%s\n" "$@" | sort -g | head -1; }
 	mx() { printf "%s\n" "$@" | sort -g | tail -1; }
-	printf "%-7s %10s %10s %8s (%s-%s) %6s/%-6s %6s/%-6s\n" "$mix" "$(med "${pr[@]}")" "$(med "${qr[@]}")" \
+	handoff=-
+	[ "$mix" = hot ] && handoff="$(med "${h50[@]}")/$(med "${h99[@]}")"
+	printf "%-7s %10s %10s %8s (%s-%s) %6s/%-6s %6s/%-6s %s\n" "$mix" "$(med "${pr[@]}")" "$(med "${qr[@]}")" \
 		"$(med "${ratios[@]}")" "$(mn "${ratios[@]}")" "$(mx "${ratios[@]}")" \
-		"$(med "${p50p[@]}")" "$(med "${p50q[@]}")" "$(med "${p99p[@]}")" "$(med "${p99q[@]}")"
+		"$(med "${p50p[@]}")" "$(med "${p50q[@]}")" "$(med "${p99p[@]}")" "$(med "${p99q[@]}")" "$handoff"
 done
