@@ -1,0 +1,48 @@
+package idgen
+
+import (
+	"errors"
+	"fmt"
+)
+
+// MaxEncryptedLength is the longest encrypted session cookie value that is
+// decrypted. Browsers keep cookies of at most 4096 bytes, name included, and
+// Laravel's is about 350; the bound is checked before any decoding, so that
+// a hostile cookie costs a bounded amount of work and memory.
+const MaxEncryptedLength = 4096
+
+// ErrUndecryptable is why an encrypted session cookie is refused: it is not
+// a value the backend would read as a session (forged, truncated, made with
+// another key, or for another cookie). The errors that wrap it name the
+// check that failed, never the value or a key.
+var ErrUndecryptable = errors.New("session cookie cannot be decrypted")
+
+// CookieCipher reads the session ID out of a backend's encrypted session
+// cookie, and writes one, for backends that encrypt the cookie rather than
+// send the bare ID (Laravel). Implementations are safe for concurrent use.
+type CookieCipher interface {
+	// Decrypt returns the session ID that the backend reads from the
+	// cookie named cookie with the value value (as the backend's decoding
+	// reads it). Its errors wrap ErrUndecryptable.
+	Decrypt(cookie, value string) (id string, err error)
+	// Encrypt returns a value for the cookie that the backend reads as
+	// id, encrypted afresh as the backend would write it.
+	Encrypt(cookie, id string) (value string, err error)
+}
+
+// decryptID reads the session ID out of an encrypted cookie value and
+// checks it as a queue key. An empty ID is returned as "", nil: the backend
+// reads the cookie as carrying no session.
+func decryptID(c CookieCipher, cookie, value string) (string, error) {
+	if len(value) > MaxEncryptedLength {
+		return "", fmt.Errorf("%w: longer than %d bytes", ErrUndecryptable, MaxEncryptedLength)
+	}
+	id, err := c.Decrypt(cookie, value)
+	if err != nil {
+		return "", err
+	}
+	if err := Validate(id); err != nil {
+		return "", fmt.Errorf("decrypted %w", err)
+	}
+	return id, nil
+}
