@@ -3,6 +3,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -100,6 +101,15 @@ type Handler struct {
 	// separates cookies too) or "none" (the bytes as sent). Header values
 	// are always taken as sent. Default: "php".
 	Decoding string `json:"decoding,omitempty"`
+
+	// DecryptRaw, for backends that encrypt their session cookie, reads the
+	// session ID out of the cookie's value (after decoding), and queues by
+	// that ID: `{"format": "laravel", "keys": ["{env.APP_KEY}"]}` for
+	// Laravel's EncryptCookies. The cookie goes upstream as it came. A
+	// cookie that does not decrypt is passed on without queueing, and
+	// counted as undecryptable. Query and header values are not decrypted.
+	// Default: none, the cookie carries the bare ID.
+	DecryptRaw json.RawMessage `json:"decrypt,omitempty" caddy:"namespace=http.handlers.session_queue.decrypt inline_key=format"`
 
 	// ReadOnlyRaw are matcher sets; a request matching any of them is a
 	// reader, which may share its session's turn with other readers. All
@@ -292,7 +302,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("session_queue: decoding: %v", err)
 	}
-	h.source = idgen.Source{Cookies: h.Cookies, Query: h.Query, Headers: h.Header, Decoding: decoding}
+	cookieCipher, err := h.loadDecrypt(ctx)
+	if err != nil {
+		return err
+	}
+	h.source = idgen.Source{Cookies: h.Cookies, Query: h.Query, Headers: h.Header, Decoding: decoding, Cipher: cookieCipher}
 
 	if h.ReadOnlyRaw != nil {
 		matchers, err := ctx.LoadModule(h, "ReadOnlyRaw")

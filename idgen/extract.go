@@ -60,6 +60,8 @@ type Source struct {
 	Query    []string
 	Headers  []string
 	Decoding Decoding
+	// Cipher, when set, reads the ID out of an encrypted cookie value.
+	Cipher CookieCipher
 }
 
 // Found is a session ID read from a request.

@@ -1,0 +1,111 @@
+package caddymodule
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/sessionqueue/caddy-session-queue/idgen"
+)
+
+// testAppKey is a Laravel APP_KEY for tests only.
+var testAppKey = "base64:" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+
+func TestDecryptCaddyfile(t *testing.T) {
+	out, err := adapt(t, `:8080 {
+		session_queue {
+			cookies laravel_session
+			decrypt laravel {env.APP_KEY} {file./run/secrets/old_key}
+		}
+		respond ok
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `"decrypt":{"format":"laravel","keys":["{env.APP_KEY}","{file./run/secrets/old_key}"]}`
+	if !strings.Contains(out, want) {
+		t.Fatalf("adapted config lacks %s: %s", want, out)
+	}
+	for src, want := range map[string]string{
+		"session_queue {\n decrypt\n}":                    "decrypt: needs a format",
+		"session_queue {\n decrypt laravel\n}":            "decrypt: laravel needs Laravel's APP_KEY",
+		"session_queue {\n decrypt rot13 key\n}":          "http.handlers.session_queue.decrypt.rot13",
+		"session_queue {\n decrypt laravel k {\n x\n }\n}": "decrypt: laravel takes no block",
+	} {
+		var h Handler
+		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(src))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want an error containing %q", src, err, want)
+		}
+	}
+}
+
+func decryptConfig(keys ...string) json.RawMessage {
+	raw, _ := json.Marshal(map[string]any{"format": "laravel", "keys": keys})
+	return raw
+}
+
+// TestDecryptKeysFromPlaceholders: keys are resolved from the environment
+// and files when the config is loaded, and decrypt what they encrypt.
+func TestDecryptKeysFromPlaceholders(t *testing.T) {
+	t.Setenv("SQ_TEST_APP_KEY", testAppKey)
+	keyFile := filepath.Join(t.TempDir(), "old_key")
+	oldKey := "base64:" + base64.StdEncoding.EncodeToString([]byte("fedcba9876543210fedcba9876543210"))
+	if err := os.WriteFile(keyFile, []byte(oldKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := &Handler{Zone: "decrypt-unit", Cookies: []string{"laravel_session"},
+		DecryptRaw: decryptConfig("{env.SQ_TEST_APP_KEY}", "{file."+keyFile+"}")}
+	if err := provision(t, h); err != nil {
+		t.Fatal(err)
+	}
+	// A cookie made with the previous key decrypts.
+	old, err := idgen.NewLaravel([]string{oldKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcd"
+	value, _ := old.Encrypt("laravel_session", id)
+	if got, err := h.source.Cipher.Decrypt("laravel_session", value); err != nil || got != id {
+		t.Fatalf("previous key: got %q, %v", got, err)
+	}
+	// And the handler encrypts with the first.
+	current, _ := idgen.NewLaravel([]string{testAppKey})
+	value, _ = h.source.Cipher.Encrypt("laravel_session", id)
+	if got, err := current.Decrypt("laravel_session", value); err != nil || got != id {
+		t.Fatalf("encrypted with the first key: got %q, %v", got, err)
+	}
+}
+
+// TestDecryptProvisionErrors: a missing or malformed key fails the config
+// load with a message that names decrypt and never shows a key.
+func TestDecryptProvisionErrors(t *testing.T) {
+	secret := "base64:" + base64.StdEncoding.EncodeToString([]byte("not-a-valid-length-secret"))
+	t.Setenv("SQ_TEST_BAD_KEY", secret)
+	t.Setenv("SQ_TEST_APP_KEY", testAppKey)
+	for name, h := range map[string]*Handler{
+		"no keys":          {DecryptRaw: decryptConfig()},
+		"unset variable":   {DecryptRaw: decryptConfig("{env.SQ_TEST_UNSET_KEY}")},
+		"wrong length":     {DecryptRaw: decryptConfig("{env.SQ_TEST_BAD_KEY}")},
+		"literal bad key":  {DecryptRaw: decryptConfig(secret)},
+		"previous key bad": {DecryptRaw: decryptConfig("{env.SQ_TEST_APP_KEY}", secret)},
+		"with mint":        {DecryptRaw: decryptConfig("{env.SQ_TEST_APP_KEY}"), Mint: &MintConfig{Format: "php"}},
+		"unknown format":   {DecryptRaw: json.RawMessage(`{"format":"rot13"}`)},
+	} {
+		h.Zone = "decrypt-errors"
+		err := provision(t, h)
+		if err == nil || !strings.Contains(err.Error(), "session_queue: decrypt") {
+			t.Errorf("%s: got %v, want an error naming session_queue: decrypt", name, err)
+			continue
+		}
+		if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), testAppKey) ||
+			strings.Contains(err.Error(), strings.TrimPrefix(secret, "base64:")) {
+			t.Errorf("%s: the error shows a key: %v", name, err)
+		}
+	}
+}
