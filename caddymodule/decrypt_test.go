@@ -32,9 +32,9 @@ func TestDecryptCaddyfile(t *testing.T) {
 		t.Fatalf("adapted config lacks %s: %s", want, out)
 	}
 	for src, want := range map[string]string{
-		"session_queue {\n decrypt\n}":                    "decrypt: needs a format",
-		"session_queue {\n decrypt laravel\n}":            "decrypt: laravel needs Laravel's APP_KEY",
-		"session_queue {\n decrypt rot13 key\n}":          "http.handlers.session_queue.decrypt.rot13",
+		"session_queue {\n decrypt\n}":                     "decrypt: needs a format",
+		"session_queue {\n decrypt laravel\n}":             "decrypt: laravel needs Laravel's APP_KEY",
+		"session_queue {\n decrypt rot13 key\n}":           "http.handlers.session_queue.decrypt.rot13",
 		"session_queue {\n decrypt laravel k {\n x\n }\n}": "decrypt: laravel takes no block",
 	} {
 		var h Handler
