@@ -3,6 +3,7 @@ package idgen
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
 // MaxEncryptedLength is the longest encrypted session cookie value that is
@@ -45,4 +46,38 @@ func decryptID(c CookieCipher, cookie, value string) (string, error) {
 		return "", fmt.Errorf("decrypted %w", err)
 	}
 	return id, nil
+}
+
+// checkCookie checks a cookie's value as a queue key, after decrypting it
+// when s has a cipher. A value that decrypts to an empty ID carries no
+// session, as for the backend.
+func (s Source) checkCookie(name, value string) (Found, bool, error) {
+	if s.Cipher == nil {
+		return check(value, "cookie", name)
+	}
+	found := Found{Kind: "cookie", Name: name}
+	id, err := decryptID(s.Cipher, name, value)
+	if err != nil {
+		return found, true, fmt.Errorf("%s: %w", found.Where(), err)
+	}
+	if id == "" {
+		return Found{}, false, nil
+	}
+	found.ID = id
+	return found, true, nil
+}
+
+// SetCookie makes the request header h carry the session ID id in the
+// cookie name, as the backend reads it: encrypted afresh when s has a
+// cipher, then encoded by s's decoding (see Decoding.SetCookie).
+func (s Source) SetCookie(h http.Header, name, id string) error {
+	value := id
+	if s.Cipher != nil {
+		var err error
+		if value, err = s.Cipher.Encrypt(name, id); err != nil {
+			return fmt.Errorf("cookie %s: encrypting: %w", name, err)
+		}
+	}
+	s.Decoding.SetCookie(h, name, value)
+	return nil
 }

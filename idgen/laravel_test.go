@@ -4,9 +4,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // laravelVectors are cookies made and read by Laravel 8.83's own
@@ -242,4 +245,47 @@ func BenchmarkLaravelDecrypt(b *testing.B) {
 			l.Decrypt("laravel_session", v.Refused[0].Value)
 		}
 	})
+}
+
+// TestSourceResponseCookieDecrypts: the Set-Cookie that Laravel sends
+// (URL-encoded, encrypted afresh) sets the ID inside it.
+func TestSourceResponseCookieDecrypts(t *testing.T) {
+	v := loadLaravelVectors(t)
+	now := time.Now()
+	for _, vec := range v.Vectors {
+		src := Source{Cookies: []string{vec.Cookie}, Cipher: mustLaravel(t, v.Keys[vec.Cipher])}
+		h := http.Header{"Set-Cookie": {"XSRF-TOKEN=abc; path=/", vec.SetCookie}}
+		action, id, err := src.ResponseCookie(h, vec.Cookie, now)
+		if action != CookieSet || id != vec.ID || err != nil {
+			t.Errorf("%s: got %v %q %v, want set %q", vec.Cipher, action, id, err, vec.ID)
+		}
+	}
+	src := Source{Cipher: mustLaravel(t, v.Keys["aes-256-cbc"])}
+	for _, bad := range v.Refused {
+		h := http.Header{"Set-Cookie": {"laravel_session=" + url.QueryEscape(bad.Value) + "; path=/"}}
+		action, id, err := src.ResponseCookie(h, "laravel_session", now)
+		if action != CookieSet || id != "" || !errors.Is(err, ErrUndecryptable) {
+			t.Errorf("%s: got %v %q %v, want set, untracked, ErrUndecryptable", bad.Why, action, id, err)
+		}
+	}
+}
+
+// TestSourceSetCookieEncrypts: a rewritten session cookie is encrypted for
+// the backend, the other cookies are left as they were.
+func TestSourceSetCookieEncrypts(t *testing.T) {
+	v := loadLaravelVectors(t)
+	l := mustLaravel(t, v.Keys["aes-256-cbc"])
+	src := Source{Cookies: []string{"laravel_session"}, Cipher: l}
+	h := http.Header{"Cookie": {"XSRF-TOKEN=keep; laravel_session=" + url.QueryEscape(v.Vectors[0].Value) + "; b=2"}}
+	const id = "NewIdAfterLogin0123456789abcdefghijklmno"
+	if err := src.SetCookie(h, "laravel_session", id); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(h.Get("Cookie"), "XSRF-TOKEN=keep; laravel_session=") || !strings.HasSuffix(h.Get("Cookie"), "; b=2") {
+		t.Fatalf("Cookie: %s", h.Get("Cookie"))
+	}
+	value, _ := DecodePHP.Cookie(h, "laravel_session")
+	if got, err := l.Decrypt("laravel_session", value); err != nil || got != id {
+		t.Fatalf("rewritten cookie decrypts to %q, %v", got, err)
+	}
 }
