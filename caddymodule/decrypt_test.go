@@ -1,14 +1,23 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sessionqueue/caddy-session-queue/idgen"
 )
@@ -106,6 +115,62 @@ func TestDecryptProvisionErrors(t *testing.T) {
 		if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), testAppKey) ||
 			strings.Contains(err.Error(), strings.TrimPrefix(secret, "base64:")) {
 			t.Errorf("%s: the error shows a key: %v", name, err)
+		}
+	}
+}
+
+// TestDecryptKeysQueueByTheIDInside: two encryptions of one session ID are
+// one session; a cookie that does not decrypt is passed on and counted as
+// undecryptable, with a hint and without the value.
+func TestDecryptKeysQueueByTheIDInside(t *testing.T) {
+	h := &Handler{Zone: "decrypt-serve", Cookies: []string{"laravel_session"}, DecryptRaw: decryptConfig(testAppKey)}
+	if err := provision(t, h); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.WarnLevel)
+	h.logger = zap.New(core)
+	laravel, _ := idgen.NewLaravel([]string{testAppKey})
+	const id = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcd"
+	serve := func(value string) string {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Cookie", "laravel_session="+url.QueryEscape(value))
+		repl := caddy.NewReplacer()
+		r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+		var upstream string
+		next := caddyhttp.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) error {
+			upstream = r.Header.Get("Cookie")
+			return nil
+		})
+		if err := h.ServeHTTP(httptest.NewRecorder(), r, next); err != nil {
+			t.Fatal(err)
+		}
+		if upstream != "laravel_session="+url.QueryEscape(value) {
+			t.Errorf("the cookie went upstream changed: %s", upstream)
+		}
+		session, _ := repl.GetString(placeholderSession)
+		return session
+	}
+	for range 2 {
+		value, _ := laravel.Encrypt("laravel_session", id)
+		if got := serve(value); got != idgen.Hash(id) {
+			t.Errorf("queued as session %q, want %q, the hash of the ID inside", got, idgen.Hash(id))
+		}
+	}
+	forged, _ := idgen.NewLaravel([]string{"base64:" + base64.StdEncoding.EncodeToString([]byte("another-key-another-key-another!"))})
+	value, _ := forged.Encrypt("laravel_session", id)
+	if got := serve(value); got != "" {
+		t.Errorf("a cookie made with another key was queued as %q", got)
+	}
+	if got := h.zone.unqueued.total[unqueuedUndecryptable].Load(); got != 1 {
+		t.Errorf("undecryptable counted %d, want 1", got)
+	}
+	warnings := logs.FilterField(zap.String("reason", "undecryptable")).All()
+	if len(warnings) != 1 || !strings.Contains(warnings[0].ContextMap()["hint"].(string), "key") {
+		t.Fatalf("warnings: %v", logs.All())
+	}
+	for _, v := range warnings[0].ContextMap() {
+		if s, ok := v.(string); ok && (strings.Contains(s, value[:20]) || strings.Contains(s, id)) {
+			t.Errorf("the warning carries the cookie or the ID: %v", warnings[0].ContextMap())
 		}
 	}
 }

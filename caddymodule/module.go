@@ -537,8 +537,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// Requests that waited behind a regeneration, or that the same
 		// browser sent with the old ID just after it, go up with the new ID.
 		if newID, forwarded := z.lineages.Forward(found.ID, sreq.binding, start, h.regenerateGrace); forwarded {
-			h.source.Decoding.SetCookie(r.Header, sreq.cookie, newID)
-			sreq.upstreamID = newID
+			if err := h.source.SetCookie(r.Header, sreq.cookie, newID); err != nil {
+				h.logger.Error("regenerated session ID not forwarded: cannot write its cookie", zap.String("session", session), zap.Error(err))
+			} else {
+				sreq.upstreamID = newID
+			}
 		}
 	}
 	sw := &sessionWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, req: sreq}

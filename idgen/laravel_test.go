@@ -289,3 +289,42 @@ func TestSourceSetCookieEncrypts(t *testing.T) {
 		t.Fatalf("rewritten cookie decrypts to %q, %v", got, err)
 	}
 }
+
+// TestSourceExtractDecrypts: with a cipher, the queue key is the ID inside
+// the cookie, however it was encrypted; what does not decrypt is refused
+// as undecryptable, and the decrypted ID is checked as any ID.
+func TestSourceExtractDecrypts(t *testing.T) {
+	v := loadLaravelVectors(t)
+	l := mustLaravel(t, v.Keys["aes-256-cbc"])
+	src := Source{Cookies: []string{"laravel_session"}, Decoding: DecodePHP, Cipher: l}
+	extract := func(value string) (Found, bool, error) {
+		r, _ := http.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Cookie", "XSRF-TOKEN=x; laravel_session="+url.QueryEscape(value))
+		return src.Extract(r)
+	}
+	const id = "Q2xkH8mYbH0eVt1x9lcMkVg4V2nJ4sY7Jz0aXw3K"
+	again, _ := l.Encrypt("laravel_session", id)
+	for _, value := range []string{v.Vectors[0].Value, again} {
+		if found, ok, err := extract(value); !ok || err != nil || found.ID != id || found.Where() != "cookie laravel_session" {
+			t.Errorf("got %+v %v %v, want %q", found, ok, err, id)
+		}
+	}
+	badChars, _ := l.Encrypt("laravel_session", "has space")
+	empty, _ := l.Encrypt("laravel_session", "")
+	for _, c := range []struct {
+		name  string
+		value string
+		ok    bool
+		err   error
+	}{
+		{"forged", v.Refused[0].Value, true, ErrUndecryptable},
+		{"over 4096 bytes", strings.Repeat("A", MaxEncryptedLength+1), true, ErrUndecryptable},
+		{"bad characters inside", badChars, true, ErrBadChars},
+		{"empty ID inside", empty, false, nil},
+	} {
+		found, ok, err := extract(c.value)
+		if ok != c.ok || !errors.Is(err, c.err) || found.ID != "" {
+			t.Errorf("%s: got %+v %v %v, want ok %v, %v", c.name, found, ok, err, c.ok, c.err)
+		}
+	}
+}

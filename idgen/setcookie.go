@@ -88,9 +88,3 @@ func (s Source) ResponseCookie(h http.Header, name string, now time.Time) (actio
 	}
 	return CookieSet, value, nil
 }
-
-// ResponseCookie is Source.ResponseCookie for a cookie that carries the
-// bare ID, read with decoding.
-func ResponseCookie(h http.Header, name string, decoding Decoding, now time.Time) (action CookieAction, value string, err error) {
-	return Source{Decoding: decoding}.ResponseCookie(h, name, now)
-}
