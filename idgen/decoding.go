@@ -153,6 +153,9 @@ func isCSpace(c byte) bool {
 // and is itself turned into "_" otherwise.
 func phpName(raw string) (name string, array bool) {
 	raw = strings.TrimLeft(raw, " ")
+	if strings.IndexByte(raw, ' ') < 0 && strings.IndexByte(raw, '.') < 0 && strings.IndexByte(raw, '[') < 0 {
+		return raw, false // most names: no copy
+	}
 	var b strings.Builder
 	for i := 0; i < len(raw); i++ {
 		switch c := raw[i]; c {
@@ -315,28 +318,46 @@ func (d Decoding) querySeparator(rest string) string {
 // CGI.pm's %uXXXX as UTF-8; a "%" not followed by hex digits stays as it
 // is, as in PHP and Perl.
 func unescape(s string, plus, percentU bool) string {
-	if !strings.ContainsAny(s, "%+") {
+	next := nextEscape(s, plus)
+	if next < 0 {
 		return s
 	}
 	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+	b.Grow(len(s)) // decoding never lengthens
+	for next >= 0 {
+		b.WriteString(s[:next])
+		s = s[next:]
 		switch {
-		case c == '+' && plus:
+		case s[0] == '+':
 			b.WriteByte(' ')
-		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
-			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
-			i += 2
-		case c == '%' && percentU && i+5 < len(s) && (s[i+1] == 'u' || s[i+1] == 'U') &&
-			isHex(s[i+2]) && isHex(s[i+3]) && isHex(s[i+4]) && isHex(s[i+5]):
-			r := rune(unhex(s[i+2]))<<12 | rune(unhex(s[i+3]))<<8 | rune(unhex(s[i+4]))<<4 | rune(unhex(s[i+5]))
-			b.WriteRune(r)
-			i += 5
+			s = s[1:]
+		case len(s) >= 3 && isHex(s[1]) && isHex(s[2]):
+			b.WriteByte(unhex(s[1])<<4 | unhex(s[2]))
+			s = s[3:]
+		case percentU && len(s) >= 6 && (s[1] == 'u' || s[1] == 'U') &&
+			isHex(s[2]) && isHex(s[3]) && isHex(s[4]) && isHex(s[5]):
+			b.WriteRune(rune(unhex(s[2]))<<12 | rune(unhex(s[3]))<<8 | rune(unhex(s[4]))<<4 | rune(unhex(s[5])))
+			s = s[6:]
 		default:
-			b.WriteByte(c)
+			b.WriteByte('%')
+			s = s[1:]
+		}
+		next = nextEscape(s, plus)
+	}
+	b.WriteString(s)
+	return b.String()
+}
+
+// nextEscape is where the next "%", or with plus "+", is in s, or -1.
+// Long values (encrypted cookies) have few: they are copied in runs.
+func nextEscape(s string, plus bool) int {
+	i := strings.IndexByte(s, '%')
+	if plus {
+		if j := strings.IndexByte(s, '+'); j >= 0 && (i < 0 || j < i) {
+			i = j
 		}
 	}
-	return b.String()
+	return i
 }
 
 func isHex(c byte) bool {

@@ -143,3 +143,29 @@ func TestParseDecoding(t *testing.T) {
 		t.Error("ParseDecoding(perl) succeeded")
 	}
 }
+
+// TestUnescape: escapes anywhere in a value, at its end and cut short; runs
+// between them are copied as they are.
+func TestUnescape(t *testing.T) {
+	for _, c := range []struct {
+		in            string
+		plus, percent bool
+		want          string
+	}{
+		{"abc", true, true, "abc"},
+		{"%41b%43", false, false, "AbC"},
+		{"a+b%2Bc", false, false, "a+b+c"},
+		{"a+b%2Bc", true, false, "a b+c"},
+		{"%", true, true, "%"},
+		{"ab%4", true, true, "ab%4"},
+		{"%zz%41", true, true, "%zzA"},
+		{"x%u00e9y", false, false, "x%u00e9y"},
+		{"x%u00e9y", true, true, "xéy"},
+		{"%u00e", true, true, "%u00e"},
+		{"eyJpdiI6%2Bab%2Fcd%3D%3D", false, false, "eyJpdiI6+ab/cd=="},
+	} {
+		if got := unescape(c.in, c.plus, c.percent); got != c.want {
+			t.Errorf("unescape(%q, %v, %v) = %q, want %q", c.in, c.plus, c.percent, got, c.want)
+		}
+	}
+}

@@ -50,10 +50,20 @@ type laravelKey struct {
 	size  int // bytes: 16 or 32
 	block cipher.Block
 	gcm   cipher.AEAD
-	// mac and prefix pool keyed HMACs (SHA-256 for payload MACs, SHA-1 for
-	// cookie-value prefixes): Reset brings one back to its keyed state,
-	// which is cheaper than keying a new one for every request.
-	mac, prefix sync.Pool
+	// macs pools keyed HMAC-SHA256s for payload MACs: Reset brings one
+	// back to its keyed state, cheaper than keying one for every request.
+	macs sync.Pool
+	raw  []byte
+	// prefixes caches the cookie-value prefix by cookie name; the names
+	// are those of the configured session cookies, a handful.
+	prefixes sync.Map
+}
+
+// keyedMAC is a pooled HMAC with room for its sum, which would otherwise
+// escape to the heap through the hash.Hash interface.
+type keyedMAC struct {
+	hash.Hash
+	sum [sha256.Size]byte
 }
 
 // laravelPrefixLength is the length of the cookie-value prefix: 40 hex
@@ -99,35 +109,32 @@ func parseLaravelKey(encoded string) ([]byte, error) {
 func newLaravelKey(raw []byte) *laravelKey {
 	block, _ := aes.NewCipher(raw) // 16 or 32 bytes, checked
 	gcm, _ := cipher.NewGCM(block)
-	k := &laravelKey{size: len(raw), block: block, gcm: gcm}
-	k.mac.New = func() any { return hmac.New(sha256.New, raw) }
-	k.prefix.New = func() any { return hmac.New(sha1.New, raw) }
+	k := &laravelKey{size: len(raw), block: block, gcm: gcm, raw: raw}
+	k.macs.New = func() any { return &keyedMAC{Hash: hmac.New(sha256.New, raw)} }
 	return k
 }
 
-// cookiePrefix appends the cookie-value prefix of cookie under k to dst.
-func (k *laravelKey) cookiePrefix(dst []byte, cookie string) []byte {
-	mac := k.prefix.Get().(hash.Hash)
-	mac.Reset()
-	mac.Write([]byte(cookie))
-	mac.Write([]byte("v2"))
-	var sum [sha1.Size]byte
-	mac.Sum(sum[:0])
-	k.prefix.Put(mac)
-	dst = hex.AppendEncode(dst, sum[:])
-	return append(dst, '|')
+// cookiePrefix returns the cookie-value prefix of cookie under k.
+func (k *laravelKey) cookiePrefix(cookie string) []byte {
+	if prefix, ok := k.prefixes.Load(cookie); ok {
+		return prefix.([]byte)
+	}
+	mac := hmac.New(sha1.New, k.raw)
+	mac.Write([]byte(cookie + "v2"))
+	prefix := append(hex.AppendEncode(make([]byte, 0, laravelPrefixLength), mac.Sum(nil)), '|')
+	k.prefixes.Store(cookie, prefix)
+	return prefix
 }
 
 // payloadMAC appends the hex HMAC-SHA256 of iv . value under k to dst.
 func (k *laravelKey) payloadMAC(dst []byte, iv, value []byte) []byte {
-	mac := k.mac.Get().(hash.Hash)
+	mac := k.macs.Get().(*keyedMAC)
 	mac.Reset()
 	mac.Write(iv)
 	mac.Write(value)
-	var sum [sha256.Size]byte
-	mac.Sum(sum[:0])
-	k.mac.Put(mac)
-	return hex.AppendEncode(dst, sum[:])
+	dst = hex.AppendEncode(dst, mac.Sum(mac.sum[:0]))
+	k.macs.Put(mac)
+	return dst
 }
 
 // Decrypt implements CookieCipher.
@@ -163,9 +170,8 @@ func (l *Laravel) Decrypt(cookie, value string) (string, error) {
 // as Laravel 11 checks it (CookieValuePrefix::validate); Laravel 8 knows one
 // key only.
 func (l *Laravel) validPrefix(cookie string, prefix []byte) bool {
-	var want [laravelPrefixLength]byte
 	for _, k := range l.keys {
-		if subtle.ConstantTimeCompare(k.cookiePrefix(want[:0], cookie), prefix) == 1 {
+		if subtle.ConstantTimeCompare(k.cookiePrefix(cookie), prefix) == 1 {
 			return true
 		}
 	}
@@ -196,7 +202,7 @@ func (l *Laravel) openCBC(p laravelPayload) ([]byte, error) {
 	if len(ct) == 0 || len(ct)%aes.BlockSize != 0 {
 		return nil, errors.New("the ciphertext is not whole AES blocks")
 	}
-	cipher.NewCBCDecrypter(key.block, iv).CryptBlocks(ct, ct)
+	decryptCBC(key.block, iv, ct)
 	// The MAC is verified: a padding error reveals nothing to a forger.
 	pad := int(ct[len(ct)-1])
 	if pad == 0 || pad > aes.BlockSize {
@@ -208,6 +214,22 @@ func (l *Laravel) openCBC(p laravelPayload) ([]byte, error) {
 		}
 	}
 	return ct[:len(ct)-pad], nil
+}
+
+// decryptCBC decrypts ct in place. It is cipher.NewCBCDecrypter's work
+// without its allocation of a copy of the expanded key, which would
+// dominate the cost of a cookie's few blocks.
+func decryptCBC(block cipher.Block, iv, ct []byte) {
+	var prev, next [aes.BlockSize]byte
+	copy(prev[:], iv)
+	for len(ct) > 0 {
+		b := ct[:aes.BlockSize]
+		copy(next[:], b)
+		block.Decrypt(b, b)
+		subtle.XORBytes(b, b, prev[:])
+		prev = next
+		ct = ct[aes.BlockSize:]
+	}
 }
 
 // openGCM decrypts with each key in turn, as Laravel does.
@@ -236,8 +258,7 @@ func (l *Laravel) openGCM(p laravelPayload) ([]byte, error) {
 // the mode of the backend's cookies.
 func (l *Laravel) Encrypt(cookie, id string) (string, error) {
 	k := l.keys[0]
-	plain := k.cookiePrefix(make([]byte, 0, laravelPrefixLength+len(id)+aes.BlockSize), cookie)
-	plain = append(plain, id...)
+	plain := append(append(make([]byte, 0, laravelPrefixLength+len(id)+aes.BlockSize), k.cookiePrefix(cookie)...), id...)
 	var payload struct {
 		IV    string `json:"iv"`
 		Value string `json:"value"`
