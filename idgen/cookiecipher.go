@@ -18,6 +18,10 @@ const MaxEncryptedLength = 4096
 // check that failed, never the value or a key.
 var ErrUndecryptable = errors.New("session cookie cannot be decrypted")
 
+// errTooLongToDecrypt refuses a value over MaxEncryptedLength; made once,
+// as it may be answered to every request of a flood.
+var errTooLongToDecrypt = fmt.Errorf("%w: longer than %d bytes", ErrUndecryptable, MaxEncryptedLength)
+
 // CookieCipher reads the session ID out of a backend's encrypted session
 // cookie, and writes one, for backends that encrypt the cookie rather than
 // send the bare ID (Laravel). Implementations are safe for concurrent use.
@@ -36,7 +40,7 @@ type CookieCipher interface {
 // reads the cookie as carrying no session.
 func decryptID(c CookieCipher, cookie, value string) (string, error) {
 	if len(value) > MaxEncryptedLength {
-		return "", fmt.Errorf("%w: longer than %d bytes", ErrUndecryptable, MaxEncryptedLength)
+		return "", errTooLongToDecrypt
 	}
 	id, err := c.Decrypt(cookie, value)
 	if err != nil {

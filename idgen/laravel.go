@@ -140,7 +140,7 @@ func (k *laravelKey) payloadMAC(dst []byte, iv, value []byte) []byte {
 // Decrypt implements CookieCipher.
 func (l *Laravel) Decrypt(cookie, value string) (string, error) {
 	if len(value) > MaxEncryptedLength {
-		return "", fmt.Errorf("%w: longer than %d bytes", ErrUndecryptable, MaxEncryptedLength)
+		return "", errTooLongToDecrypt
 	}
 	raw, _ := phpBase64Decode(make([]byte, 0, len(value)*3/4+3), value, false)
 	p, err := parseLaravelPayload(raw)
