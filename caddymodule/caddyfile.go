@@ -36,7 +36,7 @@ func parseCaddyfile(helper httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 //		cookies     <name...>
 //		query       <param...>
 //		header      <field...>
-//		decoding    php|cgi|none
+//		decoding    php|cgi|plack|none
 //		decrypt     laravel <app_key> [<previous_key>...]
 //		read_only   <matcher>
 //		bypass      <matcher> | none
@@ -206,7 +206,7 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, namedMatcher matcherToken) e
 			h.OnDuplicate = v
 
 		case "decoding":
-			v, err := stringArg(d, option, "php, cgi or none")
+			v, err := stringArg(d, option, "php, cgi, plack or none")
 			if err != nil {
 				return err
 			}

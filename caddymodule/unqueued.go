@@ -27,7 +27,7 @@ var unqueuedHints = [unqueuedReasonCount]string{
 		"session by: an encrypted cookie, such as Laravel's laravel_session, needs " +
 		"`decrypt laravel {env.APP_KEY}`",
 	"the value has characters outside [A-Za-z0-9,-._~%+/=] once decoded: check that `decoding` " +
-		"(php, cgi or none) matches how the backend reads the cookie, and that `cookies` names the " +
+		"(php, cgi, plack or none) matches how the backend reads the cookie, and that `cookies` names the " +
 		"backend's session cookie",
 	"the cookie does not decrypt with `decrypt`'s keys: forged or truncated, or encrypted with " +
 		"another key (check that the keys are the backend's APP_KEY, and add the previous key " +

@@ -33,25 +33,38 @@ const (
 	// ";", names and values trimmed, one pair of double quotes removed from
 	// a value; the first of repeated names wins.
 	DecodeNone
+	// DecodePlack reads them as Perl's Plack does (Cookie::Baker's
+	// crush_cookie, which Plack::Middleware::Session and Dancer2 use, and
+	// Plack::Request's param): the Cookie header is split on ";" only,
+	// pairs are trimmed, names and values are percent-decoded ("+" stays),
+	// one pair of double quotes is removed from a value, and of repeated
+	// names the first wins. Query pairs are split on "&" or ";" and a space
+	// after it, "+" is a space, and of repeated names the last wins.
+	DecodePlack
 )
 
-// ParseDecoding reads the name of a Decoding: "php", "cgi" or "none".
+// ParseDecoding reads the name of a Decoding: "php", "cgi", "plack" or
+// "none".
 func ParseDecoding(name string) (Decoding, error) {
 	switch name {
 	case "php":
 		return DecodePHP, nil
 	case "cgi":
 		return DecodeCGI, nil
+	case "plack":
+		return DecodePlack, nil
 	case "none":
 		return DecodeNone, nil
 	}
-	return 0, fmt.Errorf("want php, cgi or none, got %q", name)
+	return 0, fmt.Errorf("want php, cgi, plack or none, got %q", name)
 }
 
 func (d Decoding) String() string {
 	switch d {
 	case DecodeCGI:
 		return "cgi"
+	case DecodePlack:
+		return "plack"
 	case DecodeNone:
 		return "none"
 	}
@@ -123,6 +136,11 @@ func (d Decoding) pair(part string, eq int) (cookiePair, bool) {
 		}
 		name := unescape(part[lead:eq], true, true)
 		return cookiePair{name: name, nameStart: lead, valStart: eq + 1, valEnd: len(strings.TrimRight(part, perlSpace))}, true
+	case DecodePlack:
+		// Cookie::Baker trims the pair, then splits at the first "=".
+		lead := len(part) - len(strings.TrimLeft(part, perlSpace))
+		name := unescape(part[lead:eq], false, false)
+		return cookiePair{name: name, nameStart: lead, valStart: eq + 1, valEnd: len(strings.TrimRight(part, perlSpace))}, true
 	default:
 		nameStart, valStart, valEnd := 0, eq+1, len(part)
 		for nameStart < eq && part[nameStart] == ' ' {
@@ -183,6 +201,12 @@ func (d Decoding) value(raw string) string {
 	case DecodeCGI:
 		raw, _, _ = strings.Cut(raw, "&")
 		return unescape(raw, true, true)
+	case DecodePlack:
+		// s/\A"(.*)"\z/$1/: Perl's "." matches no newline.
+		if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' && strings.IndexByte(raw, '\n') < 0 {
+			raw = raw[1 : len(raw)-1]
+		}
+		return unescape(raw, false, false)
 	}
 	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
 		raw = raw[1 : len(raw)-1]
@@ -253,7 +277,7 @@ func (d Decoding) SetCookie(h http.Header, name, value string) {
 func (d Decoding) encode(id string) string {
 	var special string
 	switch d {
-	case DecodePHP:
+	case DecodePHP, DecodePlack:
 		special = "%"
 	case DecodeCGI:
 		special = "%+,&"
@@ -280,6 +304,9 @@ func (d Decoding) Query(rawQuery, name string) (value string, present bool) {
 	for rawQuery != "" {
 		var part string
 		part, rawQuery, _ = strings.Cut(rawQuery, d.querySeparator(rawQuery))
+		if d == DecodePlack {
+			rawQuery = strings.TrimPrefix(rawQuery, " ") // split /[&;] ?/
+		}
 		k, v, _ := strings.Cut(part, "=")
 		key := unescape(k, true, d == DecodeCGI)
 		if d == DecodePHP {
@@ -296,7 +323,7 @@ func (d Decoding) Query(rawQuery, name string) (value string, present bool) {
 		}
 		value = unescape(v, true, d == DecodeCGI)
 		present = true
-		if d != DecodePHP {
+		if d != DecodePHP && d != DecodePlack {
 			return value, true // CGI.pm's param() and Go take the first
 		}
 	}
@@ -304,9 +331,9 @@ func (d Decoding) Query(rawQuery, name string) (value string, present bool) {
 }
 
 // querySeparator is the separator of the next query pair: "&" for PHP and
-// Go, "&" or ";" for CGI.pm.
+// Go, "&" or ";" for CGI.pm and Plack.
 func (d Decoding) querySeparator(rest string) string {
-	if d == DecodeCGI {
+	if d == DecodeCGI || d == DecodePlack {
 		if i := strings.IndexAny(rest, "&;"); i >= 0 {
 			return rest[i : i+1]
 		}

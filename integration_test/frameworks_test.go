@@ -330,13 +330,50 @@ func startPlack(t *testing.T) string {
 	return sock
 }
 
+// plackSite proxies to the Plack FastCGI app, with sessionQueue in front.
+func plackSite(sock, sessionQueue string) string {
+	return siteBlock(sessionQueue, "reverse_proxy unix/"+sock+" {\n\ttransport fastcgi\n}")
+}
+
 // TestPlackSessionLostUpdates: Plack::Middleware::Session reads the session
 // when a request starts and stores it when it ends; session_queue on its
 // cookie, plack_session, makes every increment count.
 func TestPlackSessionLostUpdates(t *testing.T) {
 	sock := startPlack(t)
-	site := func(sessionQueue string) string {
-		return siteBlock(sessionQueue, "reverse_proxy unix/"+sock+" {\n\ttransport fastcgi\n}")
+	lostUpdatesPlainAndQueued(t, plackSite(sock, ""), plackSite(sock, "session_queue {\n\tcookies plack_session\n\tdecoding plack\n}"), "plack_session")
+}
+
+// TestPlackDecodingAgainstCraftedCookies: a client that puts a cookie
+// "plack.session" of its own before its real plack_session gets its
+// requests past PHP's rules, which read "." as "_" and take the first;
+// Plack reads the real one. `decoding plack` reads it as Plack does.
+func TestPlackDecodingAgainstCraftedCookies(t *testing.T) {
+	sock := startPlack(t)
+	race := func() int {
+		cookie := startSession(t, "/start", "plack_session")
+		var wg sync.WaitGroup
+		for range lostUpdateRequests {
+			wg.Go(func() {
+				decoy := make([]byte, 20)
+				rand.Read(decoy)
+				if r := fetch(t, "/incr", fmt.Sprintf("plack.session=%x; %s", decoy, cookie)); r.err != nil || r.status != http.StatusOK {
+					t.Errorf("increment: %v", r)
+				}
+			})
+		}
+		wg.Wait()
+		return readCounter(t, "/read", cookie)
 	}
-	lostUpdatesPlainAndQueued(t, site(""), site("session_queue {\n\tcookies plack_session\n}"), "plack_session")
+	loadCaddyfile(t, plackSite(sock, "session_queue {\n\tcookies plack_session\n}"))
+	php := race()
+	t.Logf("decoding php: counter %d after %d concurrent increments with a decoy cookie", php, lostUpdateRequests)
+	if php >= lostUpdateRequests {
+		t.Fatalf("decoding php: counter %d, want < %d: the decoy got nothing past the queue, so this test proves nothing", php, lostUpdateRequests)
+	}
+	loadCaddyfile(t, plackSite(sock, "session_queue {\n\tcookies plack_session\n\tdecoding plack\n}"))
+	plack := race()
+	t.Logf("decoding plack: counter %d after %d concurrent increments with a decoy cookie", plack, lostUpdateRequests)
+	if plack != lostUpdateRequests {
+		t.Errorf("decoding plack: counter %d, want %d", plack, lostUpdateRequests)
+	}
 }
