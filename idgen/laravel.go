@@ -341,6 +341,8 @@ func parseLaravelPayload(raw []byte) (laravelPayload, error) {
 
 // parseCanonicalPayload reads the payload as Laravel writes it:
 // {"iv":"…","value":"…","mac":"…","tag":"…"}, no white space, no escapes.
+// It takes a string with control characters, which JSON forbids: such a
+// payload fails the MAC, as Laravel's own never have them.
 func parseCanonicalPayload(raw []byte) (p laravelPayload, ok bool) {
 	rest := raw
 	field := func(name string) []byte {
@@ -351,18 +353,13 @@ func parseCanonicalPayload(raw []byte) (p laravelPayload, ok bool) {
 			return nil
 		}
 		rest = rest[len(name):]
-		for i, c := range rest {
-			if c == '"' {
-				s := rest[:i]
-				rest = rest[i+1:]
-				return s
-			}
-			if c < 0x20 || c == '\\' {
-				break
-			}
+		end := bytes.IndexByte(rest, '"')
+		if ok = end >= 0 && bytes.IndexByte(rest[:end], '\\') < 0; !ok {
+			return nil
 		}
-		ok = false
-		return nil
+		s := rest[:end]
+		rest = rest[end+1:]
+		return s
 	}
 	ok = true
 	p.iv = field(`{"iv":"`)
