@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -26,7 +27,9 @@ type LaravelDecrypt struct {
 	// Laravel's .env: "base64:" and the base64 of a 16- or 32-byte key.
 	// Placeholders are resolved once, at provisioning: write
 	// "{env.APP_KEY}" or "{file./path/to/key}" rather than the key itself,
-	// so that it stays out of the config.
+	// so that it stays out of the config. Each entry may hold several keys
+	// separated by commas, as APP_PREVIOUS_KEYS does, and the entries
+	// after the first may resolve to nothing (no previous keys).
 	Keys []string `json:"keys,omitempty"`
 
 	laravel *idgen.Laravel
@@ -47,13 +50,17 @@ func (d *LaravelDecrypt) Provision(caddy.Context) error {
 		return fmt.Errorf("laravel: needs Laravel's APP_KEY, e.g. {env.APP_KEY}")
 	}
 	repl := caddy.NewReplacer()
-	keys := make([]string, len(d.Keys))
-	for i, key := range d.Keys {
-		resolved, err := repl.ReplaceOrErr(key, true, true)
+	var keys []string
+	for i, entry := range d.Keys {
+		resolved, err := repl.ReplaceOrErr(entry, i == 0, true)
 		if err != nil {
-			return fmt.Errorf("laravel: key %d: %v", i+1, err)
+			return fmt.Errorf("laravel: keys entry %d: %v", i+1, err)
 		}
-		keys[i] = resolved
+		for key := range strings.SplitSeq(resolved, ",") {
+			if key = strings.TrimSpace(key); key != "" {
+				keys = append(keys, key)
+			}
+		}
 	}
 	l, err := idgen.NewLaravel(keys)
 	if err != nil {

@@ -83,6 +83,17 @@ func TestDecryptKeysFromPlaceholders(t *testing.T) {
 	if got, err := h.source.Cipher.Decrypt("laravel_session", value); err != nil || got != id {
 		t.Fatalf("previous key: got %q, %v", got, err)
 	}
+	// APP_PREVIOUS_KEYS is a comma-separated list, and may be unset.
+	rotated := "base64:" + base64.StdEncoding.EncodeToString([]byte("0123456789ABCDEF0123456789ABCDEF"))
+	t.Setenv("SQ_TEST_PREVIOUS_KEYS", rotated+","+oldKey)
+	listed := &Handler{Zone: "decrypt-unit-list", Cookies: []string{"laravel_session"},
+		DecryptRaw: decryptConfig("{env.SQ_TEST_APP_KEY}", "{env.SQ_TEST_UNSET_KEYS}", "{env.SQ_TEST_PREVIOUS_KEYS}")}
+	if err := provision(t, listed); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := listed.source.Cipher.Decrypt("laravel_session", value); err != nil || got != id {
+		t.Fatalf("previous key listed second in APP_PREVIOUS_KEYS: got %q, %v", got, err)
+	}
 	// And the handler encrypts with the first.
 	current, _ := idgen.NewLaravel([]string{testAppKey})
 	value, _ = h.source.Cipher.Encrypt("laravel_session", id)
