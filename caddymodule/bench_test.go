@@ -59,6 +59,13 @@ func BenchmarkServeHTTPQueued(b *testing.B) {
 	benchmarkServeHTTP(b, &Handler{}, "_ga=GA1.2.3; PHPSESSID=v9l4b0r2k1mv3qf8tmd6s7j2a5", "")
 }
 
+// BenchmarkServeHTTPQueuedSetCookie: the response sets the session cookie
+// again, with the same ID, as PHP does when session.cookie_lifetime is set.
+func BenchmarkServeHTTPQueuedSetCookie(b *testing.B) {
+	benchmarkServeHTTP(b, &Handler{}, "_ga=GA1.2.3; PHPSESSID=v9l4b0r2k1mv3qf8tmd6s7j2a5",
+		"PHPSESSID=v9l4b0r2k1mv3qf8tmd6s7j2a5; expires=Mon, 30-Nov-2099 11:49:48 GMT; Max-Age=7200; path=/; HttpOnly; SameSite=Lax")
+}
+
 // laravelBenchmark is a Laravel site's request: its encrypted session
 // cookie (and XSRF-TOKEN beside it) decrypted on every request; with
 // setsCookie, the response re-encrypts the session cookie, as Laravel's
