@@ -18,12 +18,9 @@ import (
 // the response's Set-Cookie header to setCookie, if given.
 func benchmarkServeHTTP(b *testing.B, h *Handler, cookie, setCookie string) {
 	h.Zone = "bench"
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	defer cancel()
-	if err := h.Provision(ctx); err != nil {
+	if _, err := provisionIn(b, h); err != nil {
 		b.Fatal(err)
 	}
-	defer h.Cleanup()
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
 		if setCookie != "" {
 			w.Header()["Set-Cookie"] = []string{setCookie}

@@ -11,14 +11,12 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-
-	"github.com/sessionqueue/caddy-session-queue/queue"
 )
 
 // heldTurn is a granted turn, given up once: by the defer that follows its
 // grant, or earlier when max_hold runs out.
 type heldTurn struct {
-	turn     queue.Turn
+	turn     sessionTurn
 	released atomic.Bool
 }
 

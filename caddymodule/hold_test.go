@@ -57,7 +57,7 @@ func TestPanicFreesTurn(t *testing.T) {
 				}()
 				_ = h.ServeHTTP(httptest.NewRecorder(), r, tt.next)
 			}()
-			if h.zone.table.Busy(h.zone.queueKey(id)) {
+			if h.zone.busy(id) {
 				t.Fatal("the session's turn is still held after the panic")
 			}
 		})

@@ -199,7 +199,7 @@ func (w *sessionWriter) regenerated(newID string, now time.Time) {
 	z.regenerations.Add(1)
 	z.metrics.regenerated.Inc()
 	if c := w.h.logger.Check(zapcore.DebugLevel, "session ID regenerated; following it"); c != nil {
-		c.Write(zap.String("session", idgen.Hash(w.req.upstreamID)), zap.String("new_session", idgen.Hash(newID)))
+		c.Write(zap.String("session", z.sessionName(newID)))
 	}
 }
 

@@ -78,7 +78,7 @@ var (
 //	{http.session_queue.mode}     reader, writer or bypass
 //	{http.session_queue.result}   immediate, queued, rejected_full, rejected_timeout, rejected_shutdown or canceled
 //	{http.session_queue.wait_ms}  time spent waiting for the turn, in milliseconds
-//	{http.session_queue.session}  keyed short hash of the session ID (never the ID)
+//	{http.session_queue.session}  the session's name: keyed short hash of its queue key (never the ID), as in the admin API
 type Handler struct {
 	// Cookies are the names of the cookies that carry the session ID, tried
 	// in this order. Default: ["PHPSESSID", "CGISESSID", "ci_session"].
@@ -202,8 +202,10 @@ type Handler struct {
 	// Zone names the table of queues this handler uses. Handlers with the
 	// same zone share their sessions' queues (use one zone for every site
 	// that fronts the same session store); the queues live on across config
-	// reloads. When handlers of one zone set different limits, the last one
-	// loaded wins. Default: "default".
+	// reloads. The handlers of one zone in one config must agree on
+	// max_readers, max_waiting, key_pattern and track_window; across
+	// reloads, those of the newest running config are in force, once it
+	// runs. Default: "default".
 	Zone string `json:"zone,omitempty"`
 
 	source   idgen.Source
@@ -219,11 +221,7 @@ type Handler struct {
 	regenerateGrace time.Duration
 	forwarding      bool
 	zone            *zone
-	// inZone is whether this handler holds a reference on its zone; only
-	// Provision and Cleanup touch it, as requests may still be running in
-	// this handler when Caddy cleans it up after a reload.
-	inZone bool
-	logger *zap.Logger
+	logger          *zap.Logger
 }
 
 // MintConfig says how session IDs are minted.
@@ -335,17 +333,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 
-	z, err := acquireZone(h.Zone, zoneSettings{
+	// The zone belongs to this config's session_queue app, which puts the
+	// settings in force once the config runs.
+	app, err := ctx.App("session_queue")
+	if err != nil {
+		return fmt.Errorf("session_queue: loading the session_queue app: %v", err)
+	}
+	h.zone, err = app.(*App).join(h.Zone, zoneSettings{
 		limits:      queue.Limits{MaxReaders: h.MaxReaders, MaxWaiting: h.MaxWaiting},
 		keyPattern:  h.keyPattern,
 		trackWindow: time.Duration(h.TrackWindow),
 	})
-	if err != nil {
-		return fmt.Errorf("session_queue: zone %q: %v", h.Zone, err)
-	}
-	h.zone = z
-	h.inZone = true
-	return nil
+	return err
 }
 
 // validate checks the settings once defaults are applied; Provision calls
@@ -415,18 +414,6 @@ func isSeparator(c byte) bool {
 		return true
 	}
 	return false
-}
-
-// Cleanup leaves the zone; the last handler to leave it frees it. On a
-// reload Caddy cleans up the old handlers while their requests may still be
-// running: those keep using the zone's table, which stays valid, and a zone
-// kept by the new config is the very same table.
-func (h *Handler) Cleanup() error {
-	if h.inZone {
-		releaseZone(h.Zone)
-		h.inZone = false
-	}
-	return nil
 }
 
 // Placeholder names.
@@ -500,14 +487,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			mode, qmode = modeReader, queue.Read
 		}
 	}
-	session := idgen.Hash(found.ID)
 	repl.Set(placeholderMode, modeNames[mode])
-	repl.Set(placeholderSession, session)
 
 	start := time.Now()
 	root, pin := z.lineages.Resolve(found.ID)
 	body := watchQueuedBody(w, r)
-	turn, res, err := z.table.AcquireFunc(body.waitContext(r), z.queueKey(root), qmode, time.Duration(h.MaxWait), body.onQueued())
+	turn, key, res, err := z.acquire(body.waitContext(r), root, qmode, time.Duration(h.MaxWait), body.onQueued())
 	held := heldTurn{turn: turn}
 	if err == nil {
 		// At once, so that nothing between here and the end of the request
@@ -515,6 +500,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		defer held.release()
 	}
 	pin.Release()
+	// A session is named by its queue key, the same before and after a
+	// regeneration, in logs and placeholders as in the admin API.
+	session := idgen.Hash(key)
+	repl.Set(placeholderSession, session)
 	waited := time.Since(start)
 	err = body.finish(err)
 	repl.Set(placeholderWaitMS, float64(waited)/float64(time.Millisecond))
@@ -617,7 +606,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Rep
 	switch {
 	case errors.Is(err, queue.ErrQueueFull):
 		status, result = http.StatusTooManyRequests, resultRejectedFull
-		err = fmt.Errorf("session_queue: session %s already has %d requests waiting (max_waiting)", session, h.MaxWaiting)
+		err = fmt.Errorf("session_queue: session %s already has %d requests waiting (max_waiting)", session, h.zone.table.Limits().MaxWaiting)
 	case errors.Is(err, queue.ErrClosed):
 		status, result = http.StatusServiceUnavailable, resultRejectedShutdown
 		err = fmt.Errorf("session_queue: zone %s is shutting down; session %s was not served", h.Zone, session)
@@ -646,6 +635,5 @@ func retryAfterSeconds(d time.Duration) string {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
-	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

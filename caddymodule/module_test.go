@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,11 +12,26 @@ import (
 
 func provision(t *testing.T, h *Handler) error {
 	t.Helper()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	err := h.Provision(ctx)
-	t.Cleanup(func() { _ = h.Cleanup() })
+	_, err := provisionIn(t, h)
 	return err
+}
+
+// provisionIn provisions h in a config of its own, as Caddy does, and
+// returns that config's session_queue app, which is cleaned up (leaving
+// the zone) when the test ends. The app is not started.
+func provisionIn(t testing.TB, h *Handler) (*App, error) {
+	t.Helper()
+	ctx, err := caddy.ProvisionContext(&caddy.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = h.Provision(ctx)
+	app, appErr := ctx.App("session_queue")
+	if appErr != nil {
+		t.Fatal(appErr)
+	}
+	t.Cleanup(func() { _ = app.(*App).Cleanup() })
+	return app.(*App), err
 }
 
 func TestProvisionDefaults(t *testing.T) {
@@ -79,33 +93,6 @@ func TestProvisionRejectsBadJSON(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%+v: got %v, want %q", tt.h, err, tt.want)
 		}
-	}
-}
-
-// TestZoneSharedAcrossReload: a new handler of the same zone gets the same
-// table with the new limits, and the zone outlives the old handler.
-func TestZoneSharedAcrossReload(t *testing.T) {
-	old := &Handler{Zone: "reload-unit", MaxReaders: 1}
-	if err := provision(t, old); err != nil {
-		t.Fatal(err)
-	}
-	renewed := &Handler{Zone: "reload-unit", MaxReaders: 3}
-	if err := provision(t, renewed); err != nil {
-		t.Fatal(err)
-	}
-	if old.zone != renewed.zone {
-		t.Fatal("handlers of one zone got different tables")
-	}
-	if got := renewed.zone.table.Limits().MaxReaders; got != 3 {
-		t.Fatalf("MaxReaders = %d after reload, want 3", got)
-	}
-	_ = old.Cleanup()
-	if refs, ok := zones.References("reload-unit"); !ok || refs != 1 {
-		t.Fatalf("zone references after old cleanup = %d, %v; want 1", refs, ok)
-	}
-	_ = renewed.Cleanup()
-	if _, ok := zones.References("reload-unit"); ok {
-		t.Fatal("zone still referenced after the last handler left")
 	}
 }
 

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,10 +28,10 @@ type zone struct {
 	// which ID, to spot duplicates.
 	lineages *idgen.Lineages
 	tracker  *idgen.DuplicateTracker
-	// keyPattern is the key_pattern of the config loaded last; lineages
-	// need it to find a root's queue.
-	keyPattern atomic.Pointer[idgen.KeyPattern]
-	metrics    zoneMetrics
+	// keying derives queue keys from session IDs, by the key_pattern in
+	// force and by those of requests still in flight from before a reload.
+	keying  keying
+	metrics zoneMetrics
 	// counts mirror requests_total for the admin API.
 	counts        [modeCount][resultCount]atomic.Uint64
 	holdExpired   atomic.Uint64
@@ -44,6 +45,13 @@ type zone struct {
 	// the zone's metric series are dropped only when both have happened.
 	running atomic.Int64
 	forget  sync.Once
+
+	// owner is the App of the running config whose settings are in force;
+	// successor, that of a config started to replace it, whose settings
+	// take effect when owner stops. See claim and withdraw.
+	handoverMu        sync.Mutex
+	owner, successor  *App
+	successorSettings zoneSettings
 }
 
 const closedBit = 1 << 62
@@ -93,24 +101,41 @@ const (
 	maxTrackedIDs = 200_000
 )
 
-// zoneSettings are the settings a zone takes from the handlers using it;
-// those of the config loaded last win.
+// zoneSettings are the settings a zone takes from the handlers using it.
+// The handlers of one config must agree on them (see App.join); across
+// reloads, those of the newest running config are in force (see App).
 type zoneSettings struct {
 	limits      queue.Limits
 	keyPattern  idgen.KeyPattern
 	trackWindow time.Duration
 }
 
-// acquireZone returns the named zone, creating it on first use, and applies
-// the settings to it; requests already queued stay queued.
+// differ describes the first setting in which s, a handler's, differs from
+// other, those of another handler of the zone in the same config; "" when
+// they agree.
+func (s zoneSettings) differ(other zoneSettings) string {
+	switch {
+	case s.limits.MaxReaders != other.limits.MaxReaders:
+		return fmt.Sprintf("max_readers %d here but %d", s.limits.MaxReaders, other.limits.MaxReaders)
+	case s.limits.MaxWaiting != other.limits.MaxWaiting:
+		return fmt.Sprintf("max_waiting %d here but %d", s.limits.MaxWaiting, other.limits.MaxWaiting)
+	case s.keyPattern.String() != other.keyPattern.String():
+		return fmt.Sprintf("key_pattern %q here but %q", s.keyPattern.String(), other.keyPattern.String())
+	case s.trackWindow != other.trackWindow:
+		return fmt.Sprintf("track_window %s here but %s", s.trackWindow, other.trackWindow)
+	}
+	return ""
+}
+
+// acquireZone returns the named zone, creating it with the given settings
+// on first use. The settings of a zone that exists already are not
+// touched: a config's settings take effect only once it runs (see App).
 func acquireZone(name string, settings zoneSettings) (*zone, error) {
-	v, loaded, err := zones.LoadOrNew(name, func() (caddy.Destructor, error) {
+	v, _, err := zones.LoadOrNew(name, func() (caddy.Destructor, error) {
 		z := &zone{name: name, table: queue.New(settings.limits), metrics: newZoneMetrics(name)}
-		z.keyPattern.Store(&settings.keyPattern)
+		z.keying.setPattern(settings.keyPattern)
 		var err error
-		z.lineages, err = idgen.NewLineages(maxLinkedIDs, func(root string) bool {
-			return z.table.Busy(z.queueKey(root))
-		})
+		z.lineages, err = idgen.NewLineages(maxLinkedIDs, z.busy)
 		if err != nil {
 			return nil, err
 		}
@@ -123,18 +148,49 @@ func acquireZone(name string, settings zoneSettings) (*zone, error) {
 	if err != nil {
 		return nil, err
 	}
-	z := v.(*zone)
-	if loaded {
-		z.table.SetLimits(settings.limits)
-		z.keyPattern.Store(&settings.keyPattern)
-		z.tracker.SetWindow(settings.trackWindow)
-	}
-	return z, nil
+	return v.(*zone), nil
 }
 
-// queueKey is the key of the queue that the requests of a lineage rooted
-// at root wait in.
-func (z *zone) queueKey(root string) string { return z.keyPattern.Load().Key(root) }
+// apply puts settings in force; requests already queued stay queued.
+func (z *zone) apply(settings zoneSettings) {
+	z.table.SetLimits(settings.limits)
+	z.keying.setPattern(settings.keyPattern)
+	z.tracker.SetWindow(settings.trackWindow)
+}
+
+// claim is called by the App of a config that starts: when no running
+// config owns the zone, app becomes its owner and its settings take effect
+// at once; otherwise app is the owner's successor, whose settings wait for
+// the owner to stop. Caddy stops the old config only once the new one is
+// running, so a config that fails to start never changes the zone.
+func (z *zone) claim(app *App, settings zoneSettings) {
+	z.handoverMu.Lock()
+	defer z.handoverMu.Unlock()
+	if z.owner == nil {
+		z.owner = app
+		z.apply(settings)
+		return
+	}
+	z.successor, z.successorSettings = app, settings
+}
+
+// withdraw ends app's claim, when its config stops or is abandoned: an
+// owner hands the zone to its successor, whose settings take effect; a
+// successor (a config that failed to start) is forgotten with its settings.
+// Withdrawing twice, or without a claim, does nothing.
+func (z *zone) withdraw(app *App) {
+	z.handoverMu.Lock()
+	defer z.handoverMu.Unlock()
+	switch app {
+	case z.owner:
+		z.owner, z.successor = z.successor, nil
+		if z.owner != nil {
+			z.apply(z.successorSettings)
+		}
+	case z.successor:
+		z.successor = nil
+	}
+}
 
 // releaseZone gives back one reference taken by acquireZone.
 func releaseZone(name string) {

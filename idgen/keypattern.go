@@ -53,3 +53,12 @@ func (p KeyPattern) Key(id string) string {
 	}
 	return id[loc[2]:loc[3]]
 }
+
+// String returns the expression the pattern was compiled from; "" for the
+// zero KeyPattern.
+func (p KeyPattern) String() string {
+	if p.re == nil {
+		return ""
+	}
+	return p.re.String()
+}
