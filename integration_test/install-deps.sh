@@ -4,9 +4,8 @@
 # CGI::Session, and the real frameworks the tests front: Laravel 8 and
 # Symfony's HttpFoundation (Debian wires their autoloaders under
 # /usr/share/php), and Plack with Plack::Middleware::Session, served as
-# FastCGI by Plack::Handler::FCGI with FCGI::ProcManager. Idempotent: it
-# does nothing (not even `apt-get update`) when everything is already
-# installed. Run as root.
+# FastCGI by Plack::Handler::FCGI. Idempotent: it does nothing (not even
+# `apt-get update`) when everything is already installed. Run as root.
 #
 # The tests start their own redis-server, php-fpm and Perl processes on unix
 # sockets in a temp dir, so the packages' system services must not be
@@ -30,7 +29,6 @@ packages=(
 	php-symfony-http-foundation
 	libplack-perl
 	libplack-middleware-session-perl
-	libfcgi-procmanager-perl
 )
 
 missing=()
