@@ -29,9 +29,10 @@ var unqueuedHints = [unqueuedReasonCount]string{
 	"the value has characters outside [A-Za-z0-9,-._~%+/=] once decoded: check that `decoding` " +
 		"(php, cgi, plack or none) matches how the backend reads the cookie, and that `cookies` names the " +
 		"backend's session cookie",
-	"the cookie does not decrypt with `decrypt`'s keys: forged or truncated, or encrypted with " +
+	"the cookie does not decrypt with `decrypt`'s keys: forged or truncated, encrypted with " +
 		"another key (check that the keys are the backend's APP_KEY, and add the previous key " +
-		"after a key rotation)",
+		"after a key rotation), or not encrypted at all (a cookie in Laravel's " +
+		"EncryptCookies::$except needs no `decrypt`)",
 }
 
 // unqueuedWarnEvery is how often, at most, each zone warns about each

@@ -162,7 +162,9 @@ func (l *Laravel) Decrypt(cookie, value string) (string, error) {
 		// replayed as another.
 		return "", fmt.Errorf("%w: the value is not prefixed for cookie %s", ErrUndecryptable, cookie)
 	}
-	l.gcm.Store(p.gcm)
+	if l.gcm.Load() != p.gcm {
+		l.gcm.Store(p.gcm) // rarely: no write to shared memory per request
+	}
 	return string(plain[laravelPrefixLength:]), nil
 }
 
