@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -47,7 +48,7 @@ func (LaravelDecrypt) CaddyModule() caddy.ModuleInfo {
 // key by its position only.
 func (d *LaravelDecrypt) Provision(caddy.Context) error {
 	if len(d.Keys) == 0 {
-		return fmt.Errorf("laravel: needs Laravel's APP_KEY, e.g. {env.APP_KEY}")
+		return errors.New("laravel: needs Laravel's APP_KEY, e.g. {env.APP_KEY}")
 	}
 	repl := caddy.NewReplacer()
 	var keys []string
@@ -107,7 +108,7 @@ func (h *Handler) loadDecrypt(ctx caddy.Context) (idgen.CookieCipher, error) {
 		return nil, nil
 	}
 	if h.Mint != nil {
-		return nil, fmt.Errorf("session_queue: decrypt: cannot be used with mint: the backend makes the IDs of encrypted cookies")
+		return nil, errors.New("session_queue: decrypt: cannot be used with mint: the backend makes the IDs of encrypted cookies")
 	}
 	mod, err := ctx.LoadModule(h, "DecryptRaw")
 	if err != nil {

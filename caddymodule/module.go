@@ -98,7 +98,7 @@ type Handler struct {
 	// "php" (PHP 8: cookie values percent-decoded, "." and " " in names
 	// read as "_", the last of repeated query parameters wins), "cgi"
 	// (Perl's CGI.pm: names and values percent-decoded, "+" a space, ","
-	// separates cookies too), "plack" (Perl's Plack and Dancer2: names and
+	// separates cookies too), "plack" (Perl's Plack, Cookie::Baker: names and
 	// values percent-decoded, "+" kept) or "none" (the bytes as sent).
 	// Header values are always taken as sent. Default: "php".
 	Decoding string `json:"decoding,omitempty"`
