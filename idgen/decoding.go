@@ -34,7 +34,7 @@ const (
 	// a value; the first of repeated names wins.
 	DecodeNone
 	// DecodePlack reads them as Perl's Plack does (Cookie::Baker's
-	// crush_cookie, which Plack::Middleware::Session and Dancer2 use, and
+	// crush_cookie, which Plack::Middleware::Session uses, and
 	// Plack::Request's param): the Cookie header is split on ";" only,
 	// pairs are trimmed, names and values are percent-decoded ("+" stays),
 	// one pair of double quotes is removed from a value, and of repeated
