@@ -15,7 +15,7 @@ import (
 // queue key is never empty. `make fuzz` runs them for FUZZTIME each; their
 // seeds (testdata/fuzz and the f.Add calls) run in every `go test`.
 
-var decodings = []Decoding{DecodePHP, DecodeCGI, DecodeNone}
+var decodings = []Decoding{DecodePHP, DecodeCGI, DecodeNone, DecodePlack}
 
 // validIDFrom turns fuzz bytes into a valid ID of at least one character,
 // so that round trips are tried on every shape of ID.
@@ -119,7 +119,7 @@ func FuzzResponseCookie(f *testing.F) {
 		d := decodings[int(decoding)%len(decodings)]
 		now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 		h := http.Header{"Set-Cookie": {line1, line2}}
-		action, value, err := ResponseCookie(h, "PHPSESSID", d, now)
+		action, value, err := Source{Decoding: d}.ResponseCookie(h, "PHPSESSID", now)
 		switch {
 		case action == CookieSet && err == nil && (value == "" || Validate(value) != nil):
 			t.Fatalf("set to %q, which is not a valid ID", value)
@@ -129,7 +129,7 @@ func FuzzResponseCookie(f *testing.F) {
 
 		id := validIDFrom(newID)
 		h["Set-Cookie"] = append(h["Set-Cookie"], "PHPSESSID="+d.encode(id)+"; path=/; HttpOnly")
-		if action, value, err := ResponseCookie(h, "PHPSESSID", d, now); action != CookieSet || value != id || err != nil {
+		if action, value, err := (Source{Decoding: d}).ResponseCookie(h, "PHPSESSID", now); action != CookieSet || value != id || err != nil {
 			t.Fatalf("%v: last Set-Cookie sets %q: read %v %q %v", d, id, action, value, err)
 		}
 	})
@@ -186,7 +186,7 @@ func FuzzMint(f *testing.F) {
 				t.Fatalf("%v: minted %q read back as %q", d, id, got)
 			}
 			h = http.Header{"Set-Cookie": {(&http.Cookie{Name: "PHPSESSID", Value: id, Path: "/"}).String()}}
-			if _, got, err := ResponseCookie(h, "PHPSESSID", d, time.Now()); got != id || err != nil {
+			if _, got, err := (Source{Decoding: d}).ResponseCookie(h, "PHPSESSID", time.Now()); got != id || err != nil {
 				t.Fatalf("%v: minted %q set by the proxy read back as %q, %v", d, id, got, err)
 			}
 		}

@@ -45,7 +45,7 @@ func TestResponseCookie(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := http.Header{"Set-Cookie": tt.lines}
-			action, value, err := ResponseCookie(h, "PHPSESSID", DecodePHP, now)
+			action, value, err := Source{Decoding: DecodePHP}.ResponseCookie(h, "PHPSESSID", now)
 			if action != tt.action || value != tt.value || !errors.Is(err, tt.err) {
 				t.Fatalf("ResponseCookie = %v, %q, %v; want %v, %q, %v", action, value, err, tt.action, tt.value, tt.err)
 			}
@@ -64,7 +64,7 @@ func TestResponseCookie(t *testing.T) {
 // issued to many clients (a duplicate, 502 under on_duplicate reject).
 func TestResponseCookieDecodingToEmpty(t *testing.T) {
 	h := http.Header{"Set-Cookie": {"CGISESSID=&x; path=/"}}
-	action, value, err := ResponseCookie(h, "CGISESSID", DecodeCGI, time.Now())
+	action, value, err := Source{Decoding: DecodeCGI}.ResponseCookie(h, "CGISESSID", time.Now())
 	if action != CookieDeleted || value != "" || err != nil {
 		t.Fatalf("ResponseCookie = %v, %q, %v; want deleted", action, value, err)
 	}
@@ -83,7 +83,7 @@ func BenchmarkResponseCookie(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				ResponseCookie(h, "PHPSESSID", DecodePHP, now)
+				Source{Decoding: DecodePHP}.ResponseCookie(h, "PHPSESSID", now)
 			}
 		})
 	}
