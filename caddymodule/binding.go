@@ -89,13 +89,15 @@ func headerMentions(values []string, s string) bool {
 	return false
 }
 
-// bindingCookieFor is the cookie that gives a browser its token.
-func bindingCookieFor(token string, secure bool) *http.Cookie {
-	c := &http.Cookie{Name: bindingCookie, Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
+// bindingSetCookie is the Set-Cookie field that gives a browser its
+// token, as http.SetCookie would write it. Written out directly: every
+// response to a browser without a token carries one, and the token, being
+// base64url, needs none of the checks http.Cookie makes.
+func bindingSetCookie(token string, secure bool) string {
 	if secure {
-		c.Name, c.Secure = secureBindingCookie, true
+		return secureBindingCookie + "=" + token + "; Path=/; HttpOnly; Secure; SameSite=Lax"
 	}
-	return c
+	return bindingCookie + "=" + token + "; Path=/; HttpOnly; SameSite=Lax"
 }
 
 // requestIsHTTPS reports whether the client reached the site over HTTPS:

@@ -173,3 +173,18 @@ func TestBindingCookieIssued(t *testing.T) {
 		})
 	}
 }
+
+// TestBindingSetCookie: the field written out by hand is the one
+// http.SetCookie writes for the binding cookie.
+func TestBindingSetCookie(t *testing.T) {
+	token := newBindingToken()
+	for _, secure := range []bool{false, true} {
+		want := &http.Cookie{Name: bindingCookie, Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
+		if secure {
+			want.Name, want.Secure = secureBindingCookie, true
+		}
+		if got := bindingSetCookie(token, secure); got != want.String() {
+			t.Errorf("secure %v: %q, http.SetCookie writes %q", secure, got, want.String())
+		}
+	}
+}

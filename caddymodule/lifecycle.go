@@ -133,7 +133,7 @@ func (w *sessionWriter) inspect() {
 		w.binding()
 	}
 	if w.issueBinding {
-		http.SetCookie(w, bindingCookieFor(w.req.binding, w.req.secure))
+		w.Header()["Set-Cookie"] = append(w.Header()["Set-Cookie"], bindingSetCookie(w.req.binding, w.req.secure))
 	}
 }
 
