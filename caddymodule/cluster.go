@@ -442,7 +442,7 @@ func newClusterMetrics(zone string, logger *zap.Logger) clusterMetrics {
 }
 
 func deleteClusterMetrics(zone string) {
-	for _, op := range []string{"acquire", "release", "renew", "link"} {
+	for _, op := range []string{"acquire", "release", "renew", "link", "ping"} {
 		redisSeconds.DeleteLabelValues(zone, op)
 		redisErrorsTotal.DeleteLabelValues(zone, op)
 	}

@@ -62,8 +62,8 @@ type Config struct {
 // Observer receives a coordinator's events. Its methods must be quick and
 // safe for concurrent use.
 type Observer interface {
-	// Call reports one Redis round trip: op is acquire, release, renew or
-	// link.
+	// Call reports one Redis round trip: op is acquire, release, renew,
+	// link or ping.
 	Call(op string, took time.Duration, err error)
 	// Degraded reports that Redis became unavailable (true) or answered
 	// again (false).
@@ -647,13 +647,28 @@ func (c *Coordinator) renewLoop() {
 	defer c.done.Done()
 	tick := time.NewTicker(c.cfg.LeaseTTL / 3)
 	defer tick.Stop()
+	// While Redis is unavailable, a probe finds out when it is back, even
+	// if no request asks.
+	probe := time.NewTicker(2 * breakerWindow)
+	defer probe.Stop()
 	for {
 		select {
 		case <-c.stop:
 			return
 		case <-tick.C:
+			c.renew()
+		case <-probe.C:
+			c.mu.Lock()
+			degraded := c.degraded
+			c.mu.Unlock()
+			if degraded {
+				ctx, cancel := context.WithTimeout(context.Background(), c.cfg.OpTimeout)
+				start := time.Now()
+				err := c.client.Ping(ctx).Err()
+				cancel()
+				c.observed("ping", start, err)
+			}
 		}
-		c.renew()
 	}
 }
 
