@@ -60,7 +60,9 @@ type instance struct {
 	exited      chan struct{}
 }
 
-func (in *instance) url(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", in.port, path) }
+func (in *instance) url(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", in.port, path)
+}
 
 // startInstance runs bin/caddy with the session_queue directive sq in
 // front of upstream (a reverse_proxy target).
