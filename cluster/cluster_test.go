@@ -25,13 +25,13 @@ var stressFor = flag.Duration("cluster.stress", 4*time.Second, "how long TestStr
 
 // redisServer is a private redis-server on a unix socket.
 type redisServer struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	sock string
 	cmd  *exec.Cmd
 }
 
-func startRedis(t *testing.T) *redisServer {
+func startRedis(t testing.TB) *redisServer {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server not installed (integration_test/install-deps.sh installs it)")
@@ -102,7 +102,7 @@ type node struct {
 	table *queue.Table
 }
 
-func newNode(t *testing.T, r *redisServer, ttl time.Duration) *node {
+func newNode(t testing.TB, r *redisServer, ttl time.Duration) *node {
 	t.Helper()
 	n := &node{obs: new(counter), table: queue.New(queue.Limits{MaxReaders: 4, MaxWaiting: 1 << 20})}
 	n.Coordinator = New(r.client(), Config{
@@ -123,7 +123,7 @@ func (n *node) crash() {
 	n.client.Close()
 }
 
-func holdWithin(t *testing.T, n *node, key string, d time.Duration) *Lease {
+func holdWithin(t testing.TB, n *node, key string, d time.Duration) *Lease {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
@@ -476,7 +476,7 @@ func TestStress(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
+func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
