@@ -116,6 +116,14 @@ func startInstance(t *testing.T, dir string, i int, sq, upstream string) *instan
 		if t.Failed() {
 			data, _ := os.ReadFile(out.Name())
 			t.Logf("caddy %d output:\n%s", i, data)
+			logged, _ := os.ReadFile(in.log)
+			var warnings []string
+			for line := range strings.SplitSeq(string(logged), "\n") {
+				if strings.Contains(line, `"warn"`) || strings.Contains(line, `"error"`) {
+					warnings = append(warnings, line)
+				}
+			}
+			t.Logf("caddy %d: %d warnings and errors logged; the first: %.2000s", i, len(warnings), strings.Join(warnings[:min(len(warnings), 5)], "\n"))
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
@@ -292,7 +300,12 @@ func checkLogsFreeOfIDs(t *testing.T, instances []*instance, ids []string) {
 
 const clusterSecret = "integration-test-secret-0123456789"
 
+// clusterDirective is session_queue in cluster mode with lease_ttl 3s,
+// unless extra sets it.
 func clusterDirective(redisSock, extra string) string {
+	if !strings.Contains(extra, "lease_ttl") {
+		extra += "\nlease_ttl 3s"
+	}
 	return fmt.Sprintf(`session_queue {
 	read_only header X-Read 1
 	max_readers 3
@@ -300,7 +313,6 @@ func clusterDirective(redisSock, extra string) string {
 	cluster redis {
 		address unix/%s
 		secret %s
-		lease_ttl 3s
 		%s
 	}
 }`, redisSock, clusterSecret, extra)
@@ -336,7 +348,9 @@ func TestClusterNoOverlap(t *testing.T) {
 			dir := backendDir(t)
 			sock := startRedis(t, dir)
 			b := startOverlapBackend(t, 3)
-			ins, _ := startCluster(t, n, clusterDirective(sock, ""), b)
+			// A generous op_timeout: the machine also runs 800 clients, and a
+			// Redis call timing out would rightly refuse requests.
+			ins, _ := startCluster(t, n, clusterDirective(sock, "op_timeout 1s\nlease_ttl 5s"), b)
 			start := time.Now()
 			res := runLoad(t, ins, 200, 20)
 			overlaps, fenceBack, fenced, sessions := b.counts()
@@ -358,8 +372,8 @@ func TestClusterPHPIncrements(t *testing.T) {
 	sock := startRedis(t, dir)
 	site := fmt.Sprintf("root * %s\nphp_fastcgi unix/%s", testdataDir(t, "php"), php.redisPool)
 	ins := []*instance{
-		startInstance(t, dir, 0, clusterDirective(sock, ""), site),
-		startInstance(t, dir, 1, clusterDirective(sock, ""), site),
+		startInstance(t, dir, 0, clusterDirective(sock, "op_timeout 1s\nlease_ttl 5s"), site),
+		startInstance(t, dir, 1, clusterDirective(sock, "op_timeout 1s\nlease_ttl 5s"), site),
 	}
 	resp, err := clusterClient.Get(ins[0].url("/start.php"))
 	if err != nil {
@@ -553,5 +567,50 @@ func waitUntil(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached within 15s")
 		case <-time.After(5 * time.Millisecond):
 		}
+	}
+}
+
+// TestClusterHolderPausedPastLease: the instance holding a session is
+// SIGSTOPped past lease_ttl; the other instance takes the session over
+// (counted), and once resumed, the paused instance admits the session's
+// requests only behind the new holder.
+func TestClusterHolderPausedPastLease(t *testing.T) {
+	dir := backendDir(t)
+	sock := startRedis(t, dir)
+	b := startOverlapBackend(t, 3)
+	ins, _ := startCluster(t, 2, clusterDirective(sock, ""), b)
+	id := newSessionID()
+	// ins[0] takes the lease, and keeps it while a second request waits.
+	first := make(chan int, 2)
+	go func() { s, _ := getOn(ins[0], "/?ms=300", id); first <- s }()
+	waitUntil(t, func() bool { _, _, _, n := b.counts(); return n == 1 })
+	go func() { s, _ := getOn(ins[0], "/?ms=300", id); first <- s }()
+	time.Sleep(50 * time.Millisecond) // let it queue locally behind the first
+	if err := ins[0].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	status, err := getOn(ins[1], "/?ms=1000", id)
+	took := time.Since(paused)
+	t.Logf("the other instance served the session %v after the holder paused (lease_ttl 3s): %d %v", took.Round(time.Millisecond), status, err)
+	if err != nil || status != 200 || took < 1500*time.Millisecond {
+		t.Fatal("not taken over, or taken over before the lease could have expired")
+	}
+	// ins[1] holds the session again for 1 s; the resumed ins[0] must
+	// queue behind it.
+	second := make(chan int, 1)
+	go func() { s, _ := getOn(ins[1], "/?ms=1000", id); second <- s }()
+	waitUntil(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.sessions[id].writer })
+	if err := ins[0].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	s1, s2, s3 := <-first, <-first, <-second
+	overlaps, fenceBack, _, _ := b.counts()
+	t.Logf("after resuming: statuses %d %d %d, %d overlaps, %d fences back", s1, s2, s3, overlaps, fenceBack)
+	if overlaps != 0 || fenceBack != 0 {
+		t.Fatal("the resumed holder overlapped the new one")
+	}
+	if v := metric(t, ins[1], `caddy_session_queue_lease_takeovers_total{zone="default"}`); v != 1 {
+		t.Errorf("takeovers = %v, want 1", v)
 	}
 }
