@@ -196,8 +196,8 @@ func (c clusterConn) newCoordinator(zone string, busy func(string) bool, observe
 	opts := &redis.Options{
 		Network: c.network, Addr: c.address, Username: c.username, Password: c.password, DB: c.db,
 		// One connection per waiting session would be wasteful; what waits
-		// here is a few scripts at a time.
-		PoolSize: 64,
+		// here is a few scripts at a time, but a burst of new sessions queues for connections.
+		PoolSize: 256,
 	}
 	if c.tls {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}

@@ -112,6 +112,11 @@ type Coordinator struct {
 	degraded  bool
 	// boot identifies the Redis dataset last seen; see scripts.go.
 	boot string
+	// calSent and calRedis date pushed grants: a reply carrying Redis's
+	// time calRedis (ms) answered a call sent at calSent, so Redis time g
+	// happened here no earlier than calSent + (g - calRedis).
+	calSent  time.Time
+	calRedis int64
 	// subscribed is closed once the node's channel is subscribed.
 	subscribed chan struct{}
 	stop       chan struct{}
@@ -240,10 +245,11 @@ func (c *Coordinator) knownBoot() string {
 	return c.boot
 }
 
-func (c *Coordinator) sawBoot(boot string) {
+func (c *Coordinator) sawReply(boot string, sent time.Time, redisNow int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.boot = boot
+	c.calSent, c.calRedis = sent, redisNow
 }
 
 // call runs one script with op_timeout, and keeps the breaker and the
@@ -439,7 +445,8 @@ func (c *Coordinator) acquire(e *entry, a *attempt, ticket string) {
 		}
 		kind, _ := res[0].(int64)
 		if kind != 2 {
-			c.sawBoot(fmt.Sprint(res[len(res)-1]))
+			redisNow, _ := res[len(res)-1].(int64)
+			c.sawReply(fmt.Sprint(res[len(res)-2]), sent, redisNow)
 		}
 		switch kind {
 		case 1:
@@ -612,12 +619,30 @@ func poke(ch chan struct{}) {
 func (c *Coordinator) push(payload string, received time.Time) {
 	fields := strings.Fields(payload)
 	switch {
-	case len(fields) == 4 && fields[0] == "g":
+	case len(fields) == 5 && fields[0] == "g":
 		fence, err := strconv.ParseUint(fields[3], 10, 64)
-		if err != nil {
+		grantedAt, err2 := strconv.ParseInt(fields[4], 10, 64)
+		if err != nil || err2 != nil {
 			return
 		}
-		if ok, stale := c.granted(fields[2], fence, received); !ok && stale {
+		// A push may arrive late (a slow link, a backlog on the pub/sub
+		// connection): the lease dates from the grant, not the arrival.
+		c.mu.Lock()
+		calSent, calRedis := c.calSent, c.calRedis
+		if calSent.IsZero() {
+			// Undatable: ask Redis, whose answer is dated by its call.
+			if e := c.tickets[fields[2]]; e != nil && e.attempt != nil {
+				poke(e.attempt.wake)
+			}
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		since := calSent.Add(time.Duration(grantedAt-calRedis) * time.Millisecond)
+		if received.Before(since) {
+			since = received
+		}
+		if ok, stale := c.granted(fields[2], fence, since); !ok && stale {
 			// Nobody waits for it any more (its Holds left meanwhile): hand
 			// the lease on.
 			name, ticket := fields[1], fields[2]

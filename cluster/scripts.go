@@ -54,7 +54,7 @@ local function promote(name, self)
         local ch = string.sub(wv, sep + 1)
         local f = grant(tk, ch)
         if tk ~= self then
-          redis.call('PUBLISH', ch, 'g ' .. name .. ' ' .. tk .. ' ' .. f)
+          redis.call('PUBLISH', ch, 'g ' .. name .. ' ' .. tk .. ' ' .. f .. ' ' .. now)
         end
         return ch, tk, f
       end
@@ -82,10 +82,11 @@ end
 // KEYS: h, q, w, link, boot. ARGV: ticket, ttl ms, keep ms, channel,
 // grace ms, waiter ttl ms, name, link ttl ms, the boot the node knows
 // ("" if none).
-// Reply: {1, fence, takeover, boot} granted; {0, takeover, boot} queued
-// (a grant will be published to the channel); {2, name} the session is
-// linked to another name; {3, ms, boot} Redis lost its data recently:
-// retry after ms.
+// Reply: {1, fence, takeover, boot, now} granted; {0, takeover, boot,
+// now} queued (a grant "g <name> <ticket> <fence> <now>" will be
+// published to the channel); {2, name} the session is linked to another
+// name; {3, ms, boot, now} Redis lost its data recently: retry after ms.
+// now is Redis's time in ms, by which the node dates pushed grants.
 var acquireScript = redis.NewScript(prelude + `
 local ticket, chan, name = ARGV[1], ARGV[4], ARGV[7]
 local link = redis.call('GET', KEYS[4])
@@ -94,7 +95,11 @@ if link then
   return {2, link}
 end
 if holder == ticket then
-  return {1, redis.call('HGET', h, 'fence'), 0, redis.call('GET', KEYS[5]) or ''}
+  -- Granted earlier (its push is late or lost): the lease counts from
+  -- this call on, as the node dates it from when it sent the call.
+  redis.call('HSET', h, 'until', now + ttl)
+  expire()
+  return {1, redis.call('HGET', h, 'fence'), 0, redis.call('GET', KEYS[5]) or '', now}
 end
 local boot = redis.call('GET', KEYS[5])
 if not boot then
@@ -102,13 +107,13 @@ if not boot then
   redis.call('SET', KEYS[5], boot)
 end
 if ARGV[9] ~= '' and ARGV[9] ~= boot and now < tonumber(boot) + tonumber(ARGV[5]) then
-  return {3, tonumber(boot) + tonumber(ARGV[5]) - now, boot}
+  return {3, tonumber(boot) + tonumber(ARGV[5]) - now, boot, now}
 end
 if not holder and redis.call('LLEN', q) == 0 then
   local f = grant(ticket, chan)
   redis.call('HDEL', w, ticket)
   expire()
-  return {1, f, takeover, boot}
+  return {1, f, takeover, boot, now}
 end
 if redis.call('HEXISTS', w, ticket) == 0 then
   redis.call('RPUSH', q, ticket)
@@ -120,11 +125,11 @@ else
   local _, tk, f = promote(name, ticket)
   if tk == ticket then
     expire()
-    return {1, f, takeover, boot}
+    return {1, f, takeover, boot, now}
   end
 end
 expire()
-return {0, takeover, boot}
+return {0, takeover, boot, now}
 `)
 
 // releaseScript gives a lease back, or withdraws a waiting ticket.
@@ -171,7 +176,7 @@ if not boot then
   boot = tostring(now)
   redis.call('SET', KEYS[4], boot)
 end
-if boot ~= ARGV[6] and now < tonumber(boot) + tonumber(ARGV[5]) then
+if ARGV[6] ~= '' and boot ~= ARGV[6] and now < tonumber(boot) + tonumber(ARGV[5]) then
   local f = grant(ticket, chan)
   expire()
   return {2, f, boot}

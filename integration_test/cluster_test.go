@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -612,5 +613,114 @@ func TestClusterHolderPausedPastLease(t *testing.T) {
 	}
 	if v := metric(t, ins[1], `caddy_session_queue_lease_takeovers_total{zone="default"}`); v != 1 {
 		t.Errorf("takeovers = %v, want 1", v)
+	}
+}
+
+// faultProxy forwards TCP connections to a unix socket, adding delay to
+// every chunk in each direction, or, once blackholed, swallowing
+// everything (no tc netem on this kernel).
+type faultProxy struct {
+	addr      string
+	delay     atomic.Int64
+	blackhole atomic.Bool
+}
+
+func startFaultProxy(t *testing.T, sock string) *faultProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &faultProxy{addr: ln.Addr().String()}
+	var conns sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); conns.Wait() })
+	pump := func(dst, src net.Conn) {
+		defer dst.Close()
+		defer src.Close()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if err != nil {
+				return
+			}
+			if p.blackhole.Load() {
+				continue
+			}
+			time.Sleep(time.Duration(p.delay.Load()))
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("unix", sock)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			conns.Add(2)
+			go func() { defer conns.Done(); pump(up, c) }()
+			go func() { defer conns.Done(); pump(c, up) }()
+		}
+	}()
+	return p
+}
+
+// TestClusterRedisLinkSlowThenCut: one instance reaches Redis through a
+// proxy that first adds 100 ms each way (everything still served, 0
+// overlaps), then blackholes the link while that instance holds a
+// session: it stops admitting, the other instance takes the session over
+// once the lease has expired, and nothing overlaps.
+func TestClusterRedisLinkSlowThenCut(t *testing.T) {
+	dir := backendDir(t)
+	sock := startRedis(t, dir)
+	proxy := startFaultProxy(t, sock)
+	proxy.delay.Store(int64(100 * time.Millisecond))
+	b := startOverlapBackend(t, 3)
+	sq := func(address string) string {
+		return fmt.Sprintf("session_queue {\n\tread_only header X-Read 1\n\tmax_readers 3\n\tmax_wait 60s\n\tcluster redis {\n\t\taddress %s\n\t\tsecret %s\n\t\tlease_ttl 3s\n\t\top_timeout 700ms\n\t}\n}", address, clusterSecret)
+	}
+	ins := []*instance{
+		startInstance(t, dir, 0, sq(proxy.addr), fmt.Sprintf(fenceUpstream, b.addr)),
+		startInstance(t, dir, 1, sq("unix/"+sock), fmt.Sprintf(fenceUpstream, b.addr)),
+	}
+	res := runLoad(t, ins, 40, 8)
+	overlaps, _, _, _ := b.counts()
+	t.Logf("Redis 100 ms away each way for one instance: statuses %v, %d errors, %d overlaps", res.statuses, res.errors, overlaps)
+	if overlaps != 0 || res.statuses[200] != 40*8 {
+		t.Fatal("slow link: overlaps or failures")
+	}
+
+	id := newSessionID()
+	held := make(chan int, 1)
+	go func() { s, _ := getOn(ins[0], "/?ms=200", id); held <- s }()
+	waitUntil(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.sessions[id] != nil })
+	// Keep ins[0]'s local queue busy so that it keeps the lease; this
+	// request ends well before the lease could expire.
+	queued := make(chan int, 1)
+	go func() { s, _ := getOn(ins[0], "/?ms=1000", id); queued <- s }()
+	<-held
+	proxy.blackhole.Store(true)
+	cut := time.Now()
+	other := make(chan int, 1)
+	go func() { s, _ := getOn(ins[1], "/", id); other <- s }()
+	// Past its own deadline (last renewal + lease_ttl - op_timeout), the
+	// cut-off instance admits nothing of the session.
+	time.Sleep(2500*time.Millisecond - time.Since(cut))
+	late, err := getOn(ins[0], "/", id)
+	if err != nil || late != http.StatusServiceUnavailable {
+		t.Fatalf("the cut-off instance answered %d %v past its lease, want 503", late, err)
+	}
+	status := <-other
+	took := time.Since(cut)
+	overlaps, fenceBack, _, _ := b.counts()
+	t.Logf("link cut: the cut-off instance answered %d past its deadline; the other served the session after %v (%d); %d overlaps",
+		late, took.Round(time.Millisecond), status, overlaps)
+	if status != 200 || overlaps != 0 || fenceBack != 0 || <-queued != 200 {
+		t.Fatalf("link cut: %d overlaps, %d fences back", overlaps, fenceBack)
 	}
 }
