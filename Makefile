@@ -28,11 +28,12 @@ unit:
 integration:
 	./.ci/gotest -race -count=1 -timeout 30m ./integration_test/
 
-# The binary lists the module and adapts the example.
+# The binary lists the modules and adapts the example.
 smoke: build
 	./bin/caddy list-modules | grep -qx 'http.handlers.session_queue'
+	./bin/caddy list-modules | grep -qx 'http.handlers.session_queue.decrypt.laravel'
 	./bin/caddy adapt --config Caddyfile.example >/dev/null
-	@echo "smoke: bin/caddy lists http.handlers.session_queue and adapts Caddyfile.example"
+	@echo "smoke: bin/caddy lists http.handlers.session_queue and its decrypt.laravel, and adapts Caddyfile.example"
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./queue/ ./idgen/ ./caddymodule/ ./cluster/

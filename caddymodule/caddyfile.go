@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -35,7 +36,8 @@ func parseCaddyfile(helper httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 //		cookies     <name...>
 //		query       <param...>
 //		header      <field...>
-//		decoding    php|cgi|none
+//		decoding    php|cgi|plack|none
+//		decrypt     laravel <app_key> [<previous_key>...]
 //		read_only   <matcher>
 //		bypass      <matcher> | none
 //		max_readers <n>
@@ -73,7 +75,11 @@ func parseCaddyfile(helper httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 // reader. bypass takes the same forms and replaces the default bypass of
 // websockets and event streams; `bypass none` (a matcher that never
 // matches) queues them too. Named
-// matchers are only available through the directive.
+// matchers are only available through the directive. decrypt names the
+// format of an encrypted session cookie, a module of the
+// http.handlers.session_queue.decrypt namespace, and its arguments; write
+// keys as placeholders ({env.APP_KEY}), which are resolved when the config
+// is loaded.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return h.unmarshal(d, nil)
 }
@@ -212,7 +218,7 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, namedMatcher matcherToken) e
 			h.OnDuplicate = v
 
 		case "decoding":
-			v, err := stringArg(d, option, "php, cgi or none")
+			v, err := stringArg(d, option, "php, cgi, plack or none")
 			if err != nil {
 				return err
 			}
@@ -220,6 +226,18 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, namedMatcher matcherToken) e
 				return d.Errf("session_queue: decoding: %v", err)
 			}
 			h.Decoding = v
+
+		case "decrypt":
+			if !d.NextArg() {
+				return d.Errf("session_queue: decrypt: needs a format, e.g. laravel {env.APP_KEY}")
+			}
+			format := d.Val()
+			unm, err := caddyfile.UnmarshalModule(d, decryptNamespace+"."+format)
+			if err != nil {
+				return err
+			}
+			var warnings []caddyconfig.Warning
+			h.DecryptRaw = caddyconfig.JSONModuleObject(unm, "format", format, &warnings)
 
 		case "key_pattern":
 			v, err := stringArg(d, option, "a regular expression (quote it if it has spaces)")

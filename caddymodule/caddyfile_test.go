@@ -171,7 +171,7 @@ func TestLifecycleOptions(t *testing.T) {
 	}
 	for src, want := range map[string]string{
 		"session_queue {\n on_duplicate drop\n}": `on_duplicate: want log or reject, got "drop"`,
-		"session_queue {\n decoding perl\n}":     `decoding: want php, cgi or none, got "perl"`,
+		"session_queue {\n decoding perl\n}":     `decoding: want php, cgi, plack or none, got "perl"`,
 		"session_queue {\n mint\n}":              "mint: want <format>",
 		"session_queue {\n mint php many\n}":     `mint: invalid number "many"`,
 		"session_queue {\n key_pattern a b\n}":   "key_pattern: takes one argument",

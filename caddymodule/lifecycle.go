@@ -159,7 +159,7 @@ func (w *sessionWriter) followSessionCookie() (handled bool) {
 		if w.req.cookie != "" && !w.req.minted && name != w.req.cookie {
 			continue // a request with a session watches its own cookie
 		}
-		action, value, err := idgen.ResponseCookie(w.Header(), name, h.source.Decoding, now)
+		action, value, err := h.source.ResponseCookie(w.Header(), name, now)
 		if err != nil {
 			if c := h.logger.Check(zapcore.DebugLevel, "response sets a session ID that is not tracked"); c != nil {
 				c.Write(zap.String("reason", err.Error()))

@@ -40,7 +40,7 @@ var (
 
 	unqueuedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "session_queue", Name: "unqueued_total",
-		Help: "Requests carrying a session ID that could not be queued (too_long, bad_characters) and were passed on unserialized.",
+		Help: "Requests carrying a session ID that could not be queued (too_long, bad_characters, undecryptable) and were passed on unserialized.",
 	}, []string{"zone", "reason"})
 
 	holdExpiredTotal = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -3,6 +3,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -98,9 +99,19 @@ type Handler struct {
 	// "php" (PHP 8: cookie values percent-decoded, "." and " " in names
 	// read as "_", the last of repeated query parameters wins), "cgi"
 	// (Perl's CGI.pm: names and values percent-decoded, "+" a space, ","
-	// separates cookies too) or "none" (the bytes as sent). Header values
-	// are always taken as sent. Default: "php".
+	// separates cookies too), "plack" (Perl's Plack, Cookie::Baker: names and
+	// values percent-decoded, "+" kept) or "none" (the bytes as sent).
+	// Header values are always taken as sent. Default: "php".
 	Decoding string `json:"decoding,omitempty"`
+
+	// DecryptRaw, for backends that encrypt their session cookie, reads the
+	// session ID out of the cookie's value (after decoding), and queues by
+	// that ID: `{"format": "laravel", "keys": ["{env.APP_KEY}"]}` for
+	// Laravel's EncryptCookies. The cookie goes upstream as it came. A
+	// cookie that does not decrypt is passed on without queueing, and
+	// counted as undecryptable. Query and header values are not decrypted.
+	// Default: none, the cookie carries the bare ID.
+	DecryptRaw json.RawMessage `json:"decrypt,omitempty" caddy:"namespace=http.handlers.session_queue.decrypt inline_key=format"`
 
 	// ReadOnlyRaw are matcher sets; a request matching any of them is a
 	// reader, which may share its session's turn with other readers. All
@@ -297,7 +308,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("session_queue: decoding: %v", err)
 	}
-	h.source = idgen.Source{Cookies: h.Cookies, Query: h.Query, Headers: h.Header, Decoding: decoding}
+	cookieCipher, err := h.loadDecrypt(ctx)
+	if err != nil {
+		return err
+	}
+	h.source = idgen.Source{Cookies: h.Cookies, Query: h.Query, Headers: h.Header, Decoding: decoding, Cipher: cookieCipher}
 
 	if h.ReadOnlyRaw != nil {
 		matchers, err := ctx.LoadModule(h, "ReadOnlyRaw")
@@ -530,8 +545,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// Requests that waited behind a regeneration, or that the same
 		// browser sent with the old ID just after it, go up with the new ID.
 		if newID, forwarded := z.lineages.Forward(found.ID, sreq.binding, start, h.regenerateGrace); forwarded {
-			h.source.Decoding.SetCookie(r.Header, sreq.cookie, newID)
-			sreq.upstreamID = newID
+			if err := h.source.SetCookie(r.Header, sreq.cookie, newID); err != nil {
+				h.logger.Error("regenerated session ID not forwarded: cannot write its cookie", zap.String("session", session), zap.Error(err))
+			} else {
+				sreq.upstreamID = newID
+			}
 		}
 	}
 	sw := &sessionWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, req: sreq}

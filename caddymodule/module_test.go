@@ -83,7 +83,7 @@ func TestProvisionRejectsBadJSON(t *testing.T) {
 		{Handler{Mint: &MintConfig{Format: "uuid"}}, "session_queue: mint:"},
 		{Handler{Mint: &MintConfig{Format: "php", Length: 10}}, "session_queue: mint: php"},
 		{Handler{OnDuplicate: "ignore"}, `session_queue: on_duplicate: want log or reject, got "ignore"`},
-		{Handler{Decoding: "raw"}, `session_queue: decoding: want php, cgi or none, got "raw"`},
+		{Handler{Decoding: "raw"}, `session_queue: decoding: want php, cgi, plack or none, got "raw"`},
 		{Handler{TrackWindow: -1}, "session_queue: track_window: must not be negative"},
 		{Handler{RegenerateGrace: new(caddy.Duration(-1))}, "session_queue: regenerate_grace: must not be negative"},
 	}

@@ -15,19 +15,24 @@ import (
 const (
 	unqueuedTooLong = iota
 	unqueuedBadCharacters
+	unqueuedUndecryptable
 	unqueuedReasonCount
 )
 
-var unqueuedReasonNames = [unqueuedReasonCount]string{"too_long", "bad_characters"}
+var unqueuedReasonNames = [unqueuedReasonCount]string{"too_long", "bad_characters", "undecryptable"}
 
 // unqueuedHints name the likely cause and its fix, for the warning log.
 var unqueuedHints = [unqueuedReasonCount]string{
 	"session IDs are at most 256 bytes; a longer value is not the bare ID the backend keys its " +
-		"session by (an encrypted or signed cookie, such as Laravel's encrypted laravel_session: " +
-		"list it in EncryptCookies::$except so it carries the ID)",
+		"session by: an encrypted cookie, such as Laravel's laravel_session, needs " +
+		"`decrypt laravel {env.APP_KEY}`",
 	"the value has characters outside [A-Za-z0-9,-._~%+/=] once decoded: check that `decoding` " +
-		"(php, cgi or none) matches how the backend reads the cookie, and that `cookies` names the " +
+		"(php, cgi, plack or none) matches how the backend reads the cookie, and that `cookies` names the " +
 		"backend's session cookie",
+	"the cookie does not decrypt with `decrypt`'s keys: forged or truncated, encrypted with " +
+		"another key (check that the keys are the backend's APP_KEY, and add the previous key " +
+		"after a key rotation), or not encrypted at all (a cookie in Laravel's " +
+		"EncryptCookies::$except needs no `decrypt`)",
 }
 
 // unqueuedWarnEvery is how often, at most, each zone warns about each
@@ -47,7 +52,10 @@ type unqueuedCounts struct {
 
 // unqueuedReason maps an idgen validation error to its reason.
 func unqueuedReason(err error) int {
-	if errors.Is(err, idgen.ErrTooLong) {
+	switch {
+	case errors.Is(err, idgen.ErrUndecryptable):
+		return unqueuedUndecryptable
+	case errors.Is(err, idgen.ErrTooLong):
 		return unqueuedTooLong
 	}
 	return unqueuedBadCharacters

@@ -72,7 +72,7 @@ func TestUnqueuedIsCountedAndWarned(t *testing.T) {
 			}
 		}
 	}
-	if hint := warnings[0].ContextMap()["hint"].(string); !strings.Contains(hint, "EncryptCookies") {
+	if hint := warnings[0].ContextMap()["hint"].(string); !strings.Contains(hint, "decrypt laravel") {
 		t.Errorf("too_long hint %q does not name Laravel's fix", hint)
 	}
 

@@ -33,25 +33,38 @@ const (
 	// ";", names and values trimmed, one pair of double quotes removed from
 	// a value; the first of repeated names wins.
 	DecodeNone
+	// DecodePlack reads them as Perl's Plack does (Cookie::Baker's
+	// crush_cookie, which Plack::Middleware::Session uses, and
+	// Plack::Request's param): the Cookie header is split on ";" only,
+	// pairs are trimmed, names and values are percent-decoded ("+" stays),
+	// one pair of double quotes is removed from a value, and of repeated
+	// names the first wins. Query pairs are split on "&" or ";" and a space
+	// after it, "+" is a space, and of repeated names the last wins.
+	DecodePlack
 )
 
-// ParseDecoding reads the name of a Decoding: "php", "cgi" or "none".
+// ParseDecoding reads the name of a Decoding: "php", "cgi", "plack" or
+// "none".
 func ParseDecoding(name string) (Decoding, error) {
 	switch name {
 	case "php":
 		return DecodePHP, nil
 	case "cgi":
 		return DecodeCGI, nil
+	case "plack":
+		return DecodePlack, nil
 	case "none":
 		return DecodeNone, nil
 	}
-	return 0, fmt.Errorf("want php, cgi or none, got %q", name)
+	return 0, fmt.Errorf("want php, cgi, plack or none, got %q", name)
 }
 
 func (d Decoding) String() string {
 	switch d {
 	case DecodeCGI:
 		return "cgi"
+	case DecodePlack:
+		return "plack"
 	case DecodeNone:
 		return "none"
 	}
@@ -123,6 +136,11 @@ func (d Decoding) pair(part string, eq int) (cookiePair, bool) {
 		}
 		name := unescape(part[lead:eq], true, true)
 		return cookiePair{name: name, nameStart: lead, valStart: eq + 1, valEnd: len(strings.TrimRight(part, perlSpace))}, true
+	case DecodePlack:
+		// Cookie::Baker trims the pair, then splits at the first "=".
+		lead := len(part) - len(strings.TrimLeft(part, perlSpace))
+		name := unescape(part[lead:eq], false, false)
+		return cookiePair{name: name, nameStart: lead, valStart: eq + 1, valEnd: len(strings.TrimRight(part, perlSpace))}, true
 	default:
 		nameStart, valStart, valEnd := 0, eq+1, len(part)
 		for nameStart < eq && part[nameStart] == ' ' {
@@ -153,6 +171,9 @@ func isCSpace(c byte) bool {
 // and is itself turned into "_" otherwise.
 func phpName(raw string) (name string, array bool) {
 	raw = strings.TrimLeft(raw, " ")
+	if strings.IndexByte(raw, ' ') < 0 && strings.IndexByte(raw, '.') < 0 && strings.IndexByte(raw, '[') < 0 {
+		return raw, false // most names: no copy
+	}
 	var b strings.Builder
 	for i := 0; i < len(raw); i++ {
 		switch c := raw[i]; c {
@@ -180,6 +201,12 @@ func (d Decoding) value(raw string) string {
 	case DecodeCGI:
 		raw, _, _ = strings.Cut(raw, "&")
 		return unescape(raw, true, true)
+	case DecodePlack:
+		// s/\A"(.*)"\z/$1/: Perl's "." matches no newline.
+		if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' && strings.IndexByte(raw, '\n') < 0 {
+			raw = raw[1 : len(raw)-1]
+		}
+		return unescape(raw, false, false)
 	}
 	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
 		raw = raw[1 : len(raw)-1]
@@ -250,7 +277,7 @@ func (d Decoding) SetCookie(h http.Header, name, value string) {
 func (d Decoding) encode(id string) string {
 	var special string
 	switch d {
-	case DecodePHP:
+	case DecodePHP, DecodePlack:
 		special = "%"
 	case DecodeCGI:
 		special = "%+,&"
@@ -277,6 +304,9 @@ func (d Decoding) Query(rawQuery, name string) (value string, present bool) {
 	for rawQuery != "" {
 		var part string
 		part, rawQuery, _ = strings.Cut(rawQuery, d.querySeparator(rawQuery))
+		if d == DecodePlack {
+			rawQuery = strings.TrimPrefix(rawQuery, " ") // split /[&;] ?/
+		}
 		k, v, _ := strings.Cut(part, "=")
 		key := unescape(k, true, d == DecodeCGI)
 		if d == DecodePHP {
@@ -293,7 +323,7 @@ func (d Decoding) Query(rawQuery, name string) (value string, present bool) {
 		}
 		value = unescape(v, true, d == DecodeCGI)
 		present = true
-		if d != DecodePHP {
+		if d != DecodePHP && d != DecodePlack {
 			return value, true // CGI.pm's param() and Go take the first
 		}
 	}
@@ -301,9 +331,9 @@ func (d Decoding) Query(rawQuery, name string) (value string, present bool) {
 }
 
 // querySeparator is the separator of the next query pair: "&" for PHP and
-// Go, "&" or ";" for CGI.pm.
+// Go, "&" or ";" for CGI.pm and Plack.
 func (d Decoding) querySeparator(rest string) string {
-	if d == DecodeCGI {
+	if d == DecodeCGI || d == DecodePlack {
 		if i := strings.IndexAny(rest, "&;"); i >= 0 {
 			return rest[i : i+1]
 		}
@@ -315,28 +345,46 @@ func (d Decoding) querySeparator(rest string) string {
 // CGI.pm's %uXXXX as UTF-8; a "%" not followed by hex digits stays as it
 // is, as in PHP and Perl.
 func unescape(s string, plus, percentU bool) string {
-	if !strings.ContainsAny(s, "%+") {
+	next := nextEscape(s, plus)
+	if next < 0 {
 		return s
 	}
 	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+	b.Grow(len(s)) // decoding never lengthens
+	for next >= 0 {
+		b.WriteString(s[:next])
+		s = s[next:]
 		switch {
-		case c == '+' && plus:
+		case s[0] == '+':
 			b.WriteByte(' ')
-		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
-			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
-			i += 2
-		case c == '%' && percentU && i+5 < len(s) && (s[i+1] == 'u' || s[i+1] == 'U') &&
-			isHex(s[i+2]) && isHex(s[i+3]) && isHex(s[i+4]) && isHex(s[i+5]):
-			r := rune(unhex(s[i+2]))<<12 | rune(unhex(s[i+3]))<<8 | rune(unhex(s[i+4]))<<4 | rune(unhex(s[i+5]))
-			b.WriteRune(r)
-			i += 5
+			s = s[1:]
+		case len(s) >= 3 && isHex(s[1]) && isHex(s[2]):
+			b.WriteByte(unhex(s[1])<<4 | unhex(s[2]))
+			s = s[3:]
+		case percentU && len(s) >= 6 && (s[1] == 'u' || s[1] == 'U') &&
+			isHex(s[2]) && isHex(s[3]) && isHex(s[4]) && isHex(s[5]):
+			b.WriteRune(rune(unhex(s[2]))<<12 | rune(unhex(s[3]))<<8 | rune(unhex(s[4]))<<4 | rune(unhex(s[5])))
+			s = s[6:]
 		default:
-			b.WriteByte(c)
+			b.WriteByte('%')
+			s = s[1:]
+		}
+		next = nextEscape(s, plus)
+	}
+	b.WriteString(s)
+	return b.String()
+}
+
+// nextEscape is where the next "%", or with plus "+", is in s, or -1.
+// Long values (encrypted cookies) have few: they are copied in runs.
+func nextEscape(s string, plus bool) int {
+	i := strings.IndexByte(s, '%')
+	if plus {
+		if j := strings.IndexByte(s, '+'); j >= 0 && (i < 0 || j < i) {
+			i = j
 		}
 	}
-	return b.String()
+	return i
 }
 
 func isHex(c byte) bool {

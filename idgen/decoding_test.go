@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-// The expectations for php and cgi were read off PHP 8.2's php-cgi
-// ($_COOKIE and session_id()) and Perl's CGI.pm (CGI->cookie) given each
-// Cookie header.
+// The expectations for php, cgi and plack were read off PHP 8.2's php-cgi
+// ($_COOKIE and session_id()), Perl's CGI.pm (CGI->cookie) and
+// Cookie::Baker's crush_cookie (Plack) given each Cookie header.
 func TestDecodingCookie(t *testing.T) {
 	tests := []struct {
 		decoding Decoding
@@ -50,6 +50,20 @@ func TestDecodingCookie(t *testing.T) {
 		{DecodeCGI, "trimmed", []string{" PHPSESSID=sp "}, "sp", true},
 		{DecodeCGI, "dot stays", []string{"PHP.SESSID=dot"}, "", false},
 
+		{DecodePlack, "percent-decoded value", []string{"PHPSESSID=abc%641234"}, "abcd1234", true},
+		{DecodePlack, "plus stays", []string{"PHPSESSID=a+b"}, "a+b", true},
+		{DecodePlack, "name is percent-decoded", []string{"PHP%53ESSID=x1"}, "x1", true},
+		{DecodePlack, "first wins", []string{"PHPSESSID=first; PHPSESSID=second"}, "first", true},
+		{DecodePlack, "empty first wins", []string{"PHPSESSID=; PHPSESSID=second"}, "", true},
+		{DecodePlack, "comma is no separator", []string{"x=1,PHPSESSID=comma"}, "", false},
+		{DecodePlack, "quotes removed, then decoded", []string{`PHPSESSID="q%41"`}, "qA", true},
+		{DecodePlack, "ampersand stays", []string{"PHPSESSID=a&b"}, "a&b", true},
+		{DecodePlack, "trimmed", []string{" PHPSESSID=sp "}, "sp", true},
+		{DecodePlack, "no space needed", []string{"a=1;PHPSESSID=nospace"}, "nospace", true},
+		{DecodePlack, "dot stays", []string{"PHP.SESSID=dot"}, "", false},
+		{DecodePlack, "space before = is in the name", []string{"PHPSESSID =sp"}, "", false},
+		{DecodePlack, "no %u", []string{"PHPSESSID=%u0041"}, "%u0041", true},
+
 		{DecodeNone, "quoted", []string{`PHPSESSID="abc"`}, "abc", true},
 		{DecodeNone, "spaces", []string{"  PHPSESSID = abc  ;x=1"}, "abc", true},
 		{DecodeNone, "no decoding", []string{"PHPSESSID=abc%64"}, "abc%64", true},
@@ -86,6 +100,7 @@ func TestDecodingSetCookie(t *testing.T) {
 		{DecodePHP, []string{"a=1; PHPSESSID[]=old"}, "new", []string{"a=1; PHPSESSID=new"}},
 		{DecodePHP, []string{"x=1", "PHPSESSID=old"}, "n%w", []string{"x=1", "PHPSESSID=n%25w"}},
 		{DecodeCGI, []string{"a=1, PHP%53ESSID=old"}, "a+b,c", []string{"a=1, PHPSESSID=a%2Bb%2Cc"}},
+		{DecodePlack, []string{"a=1; PHP%53ESSID=old ; b=2"}, "n%w+", []string{"a=1; PHPSESSID=n%25w+ ; b=2"}},
 		{DecodeNone, []string{"PHPSESSID = old ; b=2"}, "new", []string{"PHPSESSID=new ; b=2"}},
 	}
 	for _, tt := range tests {
@@ -117,6 +132,12 @@ func TestDecodingQuery(t *testing.T) {
 		{DecodePHP, "x=1&sid=a+b", "a b", true},
 		{DecodeCGI, "sid=a&sid=b", "a", true},
 		{DecodeCGI, "x=1;sid=c", "c", true},
+		{DecodePlack, "sid=a&sid=b", "b", true},
+		{DecodePlack, "x=1;sid=c", "c", true},
+		{DecodePlack, "x=1& sid=d", "d", true},
+		{DecodePlack, "sid=a+b%2B", "a b+", true},
+		{DecodePlack, "s%69d=e", "e", true},
+		{DecodePlack, "sid", "", true},
 		{DecodeNone, "sid=a&sid=b", "a", true},
 		{DecodeNone, "other=1", "", false},
 	}
@@ -134,12 +155,38 @@ func TestDecodingQuery(t *testing.T) {
 }
 
 func TestParseDecoding(t *testing.T) {
-	for _, d := range []Decoding{DecodePHP, DecodeCGI, DecodeNone} {
+	for _, d := range []Decoding{DecodePHP, DecodeCGI, DecodePlack, DecodeNone} {
 		if got, err := ParseDecoding(d.String()); err != nil || got != d {
 			t.Errorf("ParseDecoding(%q) = %v, %v", d, got, err)
 		}
 	}
 	if _, err := ParseDecoding("perl"); err == nil {
 		t.Error("ParseDecoding(perl) succeeded")
+	}
+}
+
+// TestUnescape: escapes anywhere in a value, at its end and cut short; runs
+// between them are copied as they are.
+func TestUnescape(t *testing.T) {
+	for _, c := range []struct {
+		in            string
+		plus, percent bool
+		want          string
+	}{
+		{"abc", true, true, "abc"},
+		{"%41b%43", false, false, "AbC"},
+		{"a+b%2Bc", false, false, "a+b+c"},
+		{"a+b%2Bc", true, false, "a b+c"},
+		{"%", true, true, "%"},
+		{"ab%4", true, true, "ab%4"},
+		{"%zz%41", true, true, "%zzA"},
+		{"x%u00e9y", false, false, "x%u00e9y"},
+		{"x%u00e9y", true, true, "xéy"},
+		{"%u00e", true, true, "%u00e"},
+		{"eyJpdiI6%2Bab%2Fcd%3D%3D", false, false, "eyJpdiI6+ab/cd=="},
+	} {
+		if got := unescape(c.in, c.plus, c.percent); got != c.want {
+			t.Errorf("unescape(%q, %v, %v) = %q, want %q", c.in, c.plus, c.percent, got, c.want)
+		}
 	}
 }

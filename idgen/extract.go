@@ -60,6 +60,8 @@ type Source struct {
 	Query    []string
 	Headers  []string
 	Decoding Decoding
+	// Cipher, when set, reads the ID out of an encrypted cookie value.
+	Cipher CookieCipher
 }
 
 // Found is a session ID read from a request.
@@ -77,11 +79,13 @@ func (f Found) Where() string { return f.Kind + " " + f.Name }
 // Extract returns the request's session ID. ok is false when the request
 // carries none (an empty value counts as none: PHP starts a new session for
 // it). err is set, with ok true, when the request carries a value that is
-// not acceptable as a key; the caller passes such requests through.
+// not acceptable as a key, or a cookie that does not decrypt (with Cipher,
+// the decrypted ID is checked, not the longer cookie); the caller passes
+// such requests through.
 func (s Source) Extract(r *http.Request) (found Found, ok bool, err error) {
 	for _, name := range s.Cookies {
 		if v, present := s.Decoding.Cookie(r.Header, name); present && v != "" {
-			return check(v, "cookie", name)
+			return s.checkCookie(name, v)
 		}
 	}
 	if len(s.Query) > 0 && r.URL.RawQuery != "" {

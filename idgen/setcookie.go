@@ -1,6 +1,7 @@
 package idgen
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -43,11 +44,14 @@ func (a CookieAction) String() string {
 // §5.3), when Expires is not after now. PHP's logout sends
 // "PHPSESSID=deleted; expires=Thu, 01-Jan-1970 00:00:01 GMT; Max-Age=0".
 //
-// For CookieSet, value is the new value, decoded as the backend will read
-// it when the browser sends it back (PHP's session cookie is URL-encoded); err is set, with value empty, when
-// that value is not acceptable as a queue key (see Validate), and the
+// For CookieSet, value is the session ID the cookie carries: its value
+// decoded as the backend will read it when the browser sends it back (PHP's
+// session cookie is URL-encoded), and decrypted when s has a cipher, so that
+// a backend that encrypts the same ID afresh on every response (Laravel)
+// sets the same ID. err is set, with value empty, when that is not
+// acceptable as a queue key (see Validate) or does not decrypt, and the
 // caller should treat the response as setting an ID it does not track.
-func ResponseCookie(h http.Header, name string, decoding Decoding, now time.Time) (action CookieAction, value string, err error) {
+func (s Source) ResponseCookie(h http.Header, name string, now time.Time) (action CookieAction, value string, err error) {
 	var last *http.Cookie
 	for _, line := range h["Set-Cookie"] {
 		// Most responses set other cookies too; skip them before paying
@@ -68,7 +72,17 @@ func ResponseCookie(h http.Header, name string, decoding Decoding, now time.Time
 		last.MaxAge == 0 && !last.Expires.IsZero() && !last.Expires.After(now):
 		return CookieDeleted, "", nil
 	}
-	value = decoding.value(last.Value)
+	value = s.Decoding.value(last.Value)
+	if s.Cipher != nil {
+		id, err := decryptID(s.Cipher, name, value)
+		if err == nil && id == "" {
+			err = errors.New("decrypts to an empty session ID")
+		}
+		if err != nil {
+			return CookieSet, "", fmt.Errorf("Set-Cookie %s: %w", name, err)
+		}
+		return CookieSet, id, nil
+	}
 	if err := Validate(value); err != nil {
 		return CookieSet, "", fmt.Errorf("Set-Cookie %s: %w", name, err)
 	}

@@ -45,7 +45,7 @@ func TestResponseCookie(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := http.Header{"Set-Cookie": tt.lines}
-			action, value, err := ResponseCookie(h, "PHPSESSID", DecodePHP, now)
+			action, value, err := Source{Decoding: DecodePHP}.ResponseCookie(h, "PHPSESSID", now)
 			if action != tt.action || value != tt.value || !errors.Is(err, tt.err) {
 				t.Fatalf("ResponseCookie = %v, %q, %v; want %v, %q, %v", action, value, err, tt.action, tt.value, tt.err)
 			}
@@ -69,7 +69,7 @@ func BenchmarkResponseCookie(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				ResponseCookie(h, "PHPSESSID", DecodePHP, now)
+				Source{Decoding: DecodePHP}.ResponseCookie(h, "PHPSESSID", now)
 			}
 		})
 	}

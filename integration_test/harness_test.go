@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,7 +88,12 @@ func TestMain(m *testing.M) {
 
 // sessionCookies are the cookie names whose values the tests treat as
 // session IDs, and the binding cookies, whose tokens are as secret.
-var sessionCookies = []string{"PHPSESSID", "CGISESSID", "ci_session", "sq_binding", "__Host-sq_binding"}
+var sessionCookies = []string{"PHPSESSID", "CGISESSID", "ci_session", "laravel_session", "plack_session", "sq_binding", "__Host-sq_binding"}
+
+// laravelCookies, once a Laravel test has made its APP_KEY, decrypts
+// laravel_session values, so that the session IDs inside them are searched
+// for in Caddy's log too.
+var laravelCookies atomic.Pointer[idgen.Laravel]
 
 // seenIDs collects every session ID that a test client sent or received.
 var seenIDs sync.Map
@@ -101,22 +108,31 @@ type recordingTransport struct{ next http.RoundTripper }
 func recording(next http.RoundTripper) http.RoundTripper { return recordingTransport{next} }
 
 func (rt recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	for _, name := range sessionCookies {
-		for _, c := range req.Cookies() {
-			if c.Name == name && len(c.Value) >= minSecretLength {
-				seenIDs.Store(c.Value, true)
-			}
-		}
+	for _, c := range req.Cookies() {
+		noteSessionCookie(c)
 	}
 	resp, err := rt.next.RoundTrip(req)
 	if err == nil {
 		for _, c := range resp.Cookies() {
-			if slices.Contains(sessionCookies, c.Name) && len(c.Value) >= minSecretLength {
-				seenIDs.Store(c.Value, true)
-			}
+			noteSessionCookie(c)
 		}
 	}
 	return resp, err
+}
+
+func noteSessionCookie(c *http.Cookie) {
+	if !slices.Contains(sessionCookies, c.Name) || len(c.Value) < minSecretLength {
+		return
+	}
+	seenIDs.Store(c.Value, true)
+	if laravel := laravelCookies.Load(); laravel != nil && c.Name == "laravel_session" {
+		// Laravel's cookie is URL-encoded, and PHP decodes it.
+		if value, err := url.PathUnescape(c.Value); err == nil {
+			if id, err := laravel.Decrypt(c.Name, value); err == nil && len(id) >= minSecretLength {
+				seenIDs.Store(id, true)
+			}
+		}
+	}
 }
 
 func usedSessionIDs() []string {

@@ -1,8 +1,11 @@
 #!/bin/bash
 # Installs the Debian 12 packages that the real-backend integration tests
-# drive: PHP-FPM with phpredis, redis-server, and a Perl FastCGI stack with
-# CGI::Session. Idempotent: it does nothing (not even `apt-get update`) when
-# everything is already installed. Run as root.
+# drive: PHP-FPM with phpredis, redis-server, a Perl FastCGI stack with
+# CGI::Session, and the real frameworks the tests front: Laravel 8 and
+# Symfony's HttpFoundation (Debian wires their autoloaders under
+# /usr/share/php), and Plack with Plack::Middleware::Session, served as
+# FastCGI by Plack::Handler::FCGI. Idempotent: it does nothing (not even
+# `apt-get update`) when everything is already installed. Run as root.
 #
 # The tests start their own redis-server, php-fpm and Perl processes on unix
 # sockets in a temp dir, so the packages' system services must not be
@@ -22,6 +25,10 @@ packages=(
 	libcgi-fast-perl
 	libcgi-session-perl
 	libfcgi-perl
+	php-laravel-framework
+	php-symfony-http-foundation
+	libplack-perl
+	libplack-middleware-session-perl
 )
 
 missing=()
