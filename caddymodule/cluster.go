@@ -301,6 +301,9 @@ func (h clusterHold) drop() {
 // most. Without cluster mode it holds nothing. With on_error local, a
 // request Redis cannot serve is admitted on local serialization alone.
 func (z *zone) holdCluster(ctx context.Context, keys []string, deadline time.Time) (clusterHold, error) {
+	if err := z.awaitStart(ctx, deadline); err != nil {
+		return clusterHold{}, err
+	}
 	for {
 		rt := z.cluster.runtime.Load()
 		if rt == nil {
@@ -339,6 +342,35 @@ func (z *zone) holdCluster(ctx context.Context, keys []string, deadline time.Tim
 			return clusterHold{}, queue.ErrTimeout
 		}
 	}
+}
+
+// awaitStart holds back, until its config has started, a request to a zone
+// made for cluster mode: Caddy starts its apps in no fixed order, and
+// serves as soon as the http app has started, possibly before the
+// session_queue app has put cluster mode in force. Admitted meanwhile, the
+// request would run beside another instance's of its session.
+func (z *zone) awaitStart(ctx context.Context, deadline time.Time) error {
+	if !z.clusterAtStart {
+		return nil
+	}
+	var expired <-chan time.Time
+	if !deadline.IsZero() {
+		timer := time.NewTimer(time.Until(deadline))
+		defer timer.Stop()
+		expired = timer.C
+	}
+	select {
+	case <-z.started:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-expired:
+		return queue.ErrTimeout
+	}
+	if z.cluster.runtime.Load() == nil && z.running.Load()&closedBit != 0 {
+		// Destructed before its config started (the start failed).
+		return errClusterUnavailable
+	}
+	return nil
 }
 
 // errClusterUnavailable refuses a request whose lease Redis cannot grant

@@ -1,13 +1,19 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 func TestUnmarshalCluster(t *testing.T) {
@@ -84,5 +90,60 @@ func TestClusterProvision(t *testing.T) {
 		if _, err := (&ClusterConfig{Redis: &tc.r}).provision("z"); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: error %v, want %q", tc.r, err, tc.want)
 		}
+	}
+}
+
+// Caddy starts its apps in no fixed order and serves once the http app has
+// started: a request may come before the session_queue app has put the
+// zone's cluster mode in force. It must wait for it, not run on local
+// serialization alone. Redis here is a socket nobody listens on, so that
+// cluster mode, once in force, refuses the request (on_error reject).
+func TestClusterRequestWaitsForItsConfigToStart(t *testing.T) {
+	h := &Handler{Zone: "cluster-before-start", Cluster: &ClusterConfig{Redis: &RedisCluster{
+		Address: "unix/" + filepath.Join(t.TempDir(), "nobody.sock"), Secret: "0123456789abcdef-secret",
+	}}}
+	app, err := provisionIn(t, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "before-start-session-id"
+	reached := make(chan struct{})
+	served := make(chan error, 1)
+	go func() {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.Header.Set("Cookie", "PHPSESSID="+id)
+		req = req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+		served <- h.ServeHTTP(httptest.NewRecorder(), req, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
+			close(reached)
+			return nil
+		}))
+	}()
+	// The request holds its local turn: it is either waiting for the
+	// config to start, or (the failure) past the session_queue handler.
+	for !h.zone.busy(id) {
+		select {
+		case err := <-served:
+			t.Fatalf("served before its config started: %v", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	select {
+	case <-reached:
+		t.Fatal("the request reached the next handler before its config's cluster mode was in force")
+	default:
+	}
+	if err := app.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer app.Stop()
+	err = <-served
+	var herr caddyhttp.HandlerError
+	if !errors.As(err, &herr) || herr.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("with Redis unreachable once the config started: %v, want 503", err)
+	}
+	select {
+	case <-reached:
+		t.Fatal("the request reached the next handler without a lease")
+	default:
 	}
 }

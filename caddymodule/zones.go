@@ -34,6 +34,13 @@ type zone struct {
 	metrics zoneMetrics
 	// cluster is cluster mode's coordinator, when the zone has one.
 	cluster zoneCluster
+	// clusterAtStart: the config that made the zone wants cluster mode,
+	// which takes effect only when that config starts (see claim), while
+	// Caddy may start the http app, and serve, before this one. started is
+	// closed by the first claim, or by Destruct.
+	clusterAtStart bool
+	started        chan struct{}
+	startedOnce    sync.Once
 	// counts mirror requests_total for the admin API.
 	counts        [modeCount][resultCount]atomic.Uint64
 	holdExpired   atomic.Uint64
@@ -85,7 +92,9 @@ func (z *zone) forgetMetrics() {
 func (z *zone) Destruct() error {
 	z.table.Close()
 	z.closeCluster()
-	if z.running.Add(closedBit) == closedBit {
+	running := z.running.Add(closedBit)
+	z.startedOnce.Do(func() { close(z.started) })
+	if running == closedBit {
 		z.forgetMetrics()
 	}
 	return nil
@@ -140,7 +149,8 @@ func (s zoneSettings) differ(other zoneSettings) string {
 // touched: a config's settings take effect only once it runs (see App).
 func acquireZone(name string, settings zoneSettings) (*zone, error) {
 	v, _, err := zones.LoadOrNew(name, func() (caddy.Destructor, error) {
-		z := &zone{name: name, table: queue.New(settings.limits), metrics: newZoneMetrics(name)}
+		z := &zone{name: name, table: queue.New(settings.limits), metrics: newZoneMetrics(name),
+			clusterAtStart: settings.cluster != nil, started: make(chan struct{})}
 		z.cluster.logger = caddy.Log().Named("http.handlers.session_queue")
 		z.cluster.metrics = newClusterMetrics(name, z.cluster.logger)
 		z.keying.setPattern(settings.keyPattern)
@@ -180,6 +190,7 @@ func (z *zone) claim(app *App, settings zoneSettings) {
 	if z.owner == nil {
 		z.owner = app
 		z.apply(settings)
+		z.startedOnce.Do(func() { close(z.started) })
 		return
 	}
 	z.successor, z.successorSettings = app, settings
