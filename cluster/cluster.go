@@ -200,7 +200,9 @@ func New(client redis.UniversalClient, cfg Config) *Coordinator {
 		stop:       make(chan struct{}),
 	}
 	c.chann = cfg.Prefix + "n:" + c.node
-	c.pubsub = client.Subscribe(context.Background(), c.chann)
+	// Without a channel, Subscribe does not dial: listen subscribes, so
+	// that New (and Caddy's start with it) never waits for Redis.
+	c.pubsub = client.Subscribe(context.Background())
 	c.done.Add(2)
 	go c.listen()
 	go c.renewLoop()
@@ -584,6 +586,9 @@ func (c *Coordinator) Link(newKey, rootKey string) error {
 // ticket fence") and hints that another node waits ("c name").
 func (c *Coordinator) listen() {
 	defer c.done.Done()
+	// On failure the channel is still recorded, and subscribed again as
+	// the channel below reconnects.
+	_ = c.pubsub.Subscribe(context.Background(), c.chann)
 	ch := c.pubsub.ChannelWithSubscriptions(redis.WithChannelHealthCheckInterval(max(c.cfg.LeaseTTL/3, time.Second)))
 	first := true
 	for msg := range ch {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -484,5 +485,46 @@ func waitFor(t testing.TB, cond func() bool) {
 			t.Fatal("condition not reached within 15s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// New runs as Caddy starts the session_queue app: it must not wait for a
+// Redis that accepts connections but does not answer (a slow or cut
+// link), however long op_timeout is.
+func TestNewWaitsForNoRedisCall(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "mute.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		var held []net.Conn // never answered
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				for _, c := range held {
+					c.Close()
+				}
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	defer func() { ln.Close(); <-accepted }()
+	opts := &redis.Options{Network: "unix", Addr: sock}
+	Bound(opts, time.Hour)
+	created := make(chan *Coordinator, 1)
+	go func() {
+		created <- New(redis.NewClient(opts), Config{Prefix: "t:", Secret: []byte("0123456789abcdef"), LeaseTTL: 4 * time.Hour, OpTimeout: time.Hour})
+	}()
+	select {
+	case c := <-created:
+		ln.Close()
+		<-accepted
+		c.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("New waited for Redis to answer")
 	}
 }
