@@ -23,7 +23,7 @@ test-deps:
 	bash integration_test/install-deps.sh
 
 unit:
-	./.ci/gotest -race -count=1 ./queue/ ./idgen/ ./caddymodule/
+	./.ci/gotest -race -count=1 ./queue/ ./idgen/ ./caddymodule/ ./cluster/
 
 integration:
 	./.ci/gotest -race -count=1 -timeout 30m ./integration_test/
@@ -36,7 +36,7 @@ smoke: build
 	@echo "smoke: bin/caddy lists http.handlers.session_queue and its decrypt.laravel, and adapts Caddyfile.example"
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./queue/ ./idgen/ ./caddymodule/
+	$(GO) test -run '^$$' -bench . -benchmem ./queue/ ./idgen/ ./caddymodule/ ./cluster/
 
 # Plain reverse_proxy vs session_queue under wrk (BENCHMARKS.md); needs wrk.
 bench-load:

@@ -61,6 +61,8 @@ type zoneStatus struct {
 	// Unqueued counts requests whose session ID could not be queued, by
 	// reason, as caddy_session_queue_unqueued_total does.
 	Unqueued map[string]uint64 `json:"unqueued"`
+	// Cluster is this instance's part in cluster mode, if on.
+	Cluster *clusterStatus `json:"cluster,omitempty"`
 }
 
 type sessionStatus struct {
@@ -100,6 +102,7 @@ func (adminAPI) handleZones(w http.ResponseWriter, _ *http.Request) error {
 			Regenerations: z.regenerations.Load(),
 			Duplicates:    z.duplicates.Load(),
 			Unqueued:      unqueued,
+			Cluster:       z.clusterStatus(),
 		})
 		return true
 	})

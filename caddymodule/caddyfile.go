@@ -52,6 +52,18 @@ func parseCaddyfile(helper httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 //		track_window     <duration>
 //		on_duplicate     log|reject
 //		mint             php|hex|base64url [<length> [<bits_per_character>]]
+//		cluster redis {
+//			address     <host:port | unix/path>
+//			username    <user>
+//			password    <password>
+//			db          <n>
+//			tls         [<ca_file>]
+//			secret      <secret>
+//			key_prefix  <prefix>
+//			lease_ttl   <duration>
+//			op_timeout  <duration>
+//			on_error    reject|local
+//		}
 //	}
 //
 // `regenerate_grace off` (or 0) forwards no request that arrives after a
@@ -258,6 +270,13 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, namedMatcher matcherToken) e
 			}
 			h.Zone = v
 
+		case "cluster":
+			c, err := parseCluster(d)
+			if err != nil {
+				return err
+			}
+			h.Cluster = c
+
 		default:
 			return d.Errf("session_queue: unrecognized option %q", option)
 		}
@@ -340,6 +359,63 @@ func durationArg(d *caddyfile.Dispenser, option string) (caddy.Duration, error) 
 		return 0, d.Errf("session_queue: %s: takes one duration, got also %q", option, d.Val())
 	}
 	return caddy.Duration(dur), nil
+}
+
+// parseCluster reads `cluster redis { ... }`.
+func parseCluster(d *caddyfile.Dispenser) (*ClusterConfig, error) {
+	if !d.NextArg() || d.Val() != "redis" {
+		return nil, d.Err("session_queue: cluster: needs a backend: cluster redis { ... }")
+	}
+	if d.NextArg() {
+		return nil, d.Errf("session_queue: cluster: unexpected argument %q; settings go in a block", d.Val())
+	}
+	r := new(RedisCluster)
+	seen := make(map[string]bool)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		option := "cluster redis " + d.Val()
+		if seen[d.Val()] {
+			return nil, d.Errf("session_queue: %s: given more than once", option)
+		}
+		seen[d.Val()] = true
+		var err error
+		switch d.Val() {
+		case "address":
+			r.Address, err = stringArg(d, option, "host:port or unix/path")
+		case "username":
+			r.Username, err = stringArg(d, option, "a user name")
+		case "password":
+			r.Password, err = stringArg(d, option, "a password")
+		case "secret":
+			r.Secret, err = stringArg(d, option, "a secret")
+		case "key_prefix":
+			r.KeyPrefix, err = stringArg(d, option, "a prefix")
+		case "db":
+			r.DB, err = intArg(d, option)
+		case "lease_ttl":
+			r.LeaseTTL, err = durationArg(d, option)
+		case "op_timeout":
+			r.OpTimeout, err = durationArg(d, option)
+		case "on_error":
+			r.OnError, err = stringArg(d, option, "reject or local")
+			if err == nil && r.OnError != "reject" && r.OnError != "local" {
+				err = d.Errf("session_queue: %s: want reject or local, got %q", option, r.OnError)
+			}
+		case "tls":
+			r.TLS = new(RedisTLS)
+			if d.NextArg() {
+				r.TLS.CAFile = d.Val()
+				if d.NextArg() {
+					err = d.Errf("session_queue: %s: takes at most a CA file, got also %q", option, d.Val())
+				}
+			}
+		default:
+			err = d.Errf("session_queue: cluster redis: unrecognized option %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return &ClusterConfig{Redis: r}, nil
 }
 
 // Interface guard

@@ -120,6 +120,8 @@ type sessionTurn struct {
 	// more are the turns on the session's other keys, nil unless a reload
 	// changed key_pattern while requests were in flight.
 	more []queue.Turn
+	// leases are the session's cluster leases, in cluster mode.
+	leases clusterHold
 }
 
 // Release gives back every turn, then leaves the epoch: leaving first would
@@ -129,6 +131,7 @@ func (t sessionTurn) Release() {
 	for _, turn := range t.more {
 		turn.Release()
 	}
+	t.leases.drop()
 	t.keying.leave(t.epoch)
 }
 
@@ -142,8 +145,20 @@ func (z *zone) acquire(ctx context.Context, root string, mode queue.Mode, maxWai
 	epoch, epochs := z.keying.enter()
 	key = epoch.pattern.Key(root)
 	turn = sessionTurn{keying: &z.keying, epoch: epoch}
+	var deadline time.Time
+	if maxWait > 0 {
+		deadline = time.Now().Add(maxWait)
+	}
 	if len(epochs.older) == 0 {
 		turn.turn, res, err = z.table.AcquireFunc(ctx, key, mode, maxWait, onQueued)
+		if err == nil {
+			// In cluster mode, the head of the local queue then waits for
+			// the session's lease, holding its local turn.
+			turn.leases, err = z.holdCluster(ctx, []string{key}, deadline)
+			if err != nil {
+				turn.turn.Release()
+			}
+		}
 		if err != nil {
 			z.keying.leave(epoch)
 			return sessionTurn{}, key, res, err
@@ -165,10 +180,6 @@ func (z *zone) acquire(ctx context.Context, root string, mode queue.Mode, maxWai
 	// may bring an older pattern back, so the order of the epochs is not
 	// one order of the keys, and taking keys by it could deadlock.
 	slices.Sort(keys)
-	var deadline time.Time
-	if maxWait > 0 {
-		deadline = time.Now().Add(maxWait)
-	}
 	// The request waits at most once as far as onQueued is concerned,
 	// however many of its keys it has to wait for; AcquireFunc calls the
 	// hook in this goroutine.
@@ -197,6 +208,14 @@ func (z *zone) acquire(ctx context.Context, root string, mode queue.Mode, maxWai
 			return sessionTurn{}, key, res, err
 		}
 		turns = append(turns, t)
+	}
+	// Leases too are taken in key order, by every instance alike.
+	if turn.leases, err = z.holdCluster(ctx, keys, deadline); err != nil {
+		for _, held := range turns {
+			held.Release()
+		}
+		z.keying.leave(epoch)
+		return sessionTurn{}, key, res, err
 	}
 	turn.turn, turn.more = turns[0], turns[1:]
 	return turn, key, res, nil

@@ -196,6 +196,7 @@ func (w *sessionWriter) regenerated(newID string, now time.Time) {
 	if !z.lineages.Link(w.req.upstreamID, newID, w.binding(), now) {
 		return // newID belongs to another lineage; not followed
 	}
+	z.linkClusterRegeneration(w.req.upstreamID, newID)
 	z.regenerations.Add(1)
 	z.metrics.regenerated.Inc()
 	if c := w.h.logger.Check(zapcore.DebugLevel, "session ID regenerated; following it"); c != nil {

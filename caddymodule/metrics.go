@@ -109,11 +109,12 @@ const (
 	resultRejectedTimeout
 	resultRejectedShutdown
 	resultCanceled
+	resultRejectedCluster
 	resultCount
 )
 
 var resultNames = [resultCount]string{
-	"immediate", "queued", "rejected_full", "rejected_timeout", "rejected_shutdown", "canceled",
+	"immediate", "queued", "rejected_full", "rejected_timeout", "rejected_shutdown", "canceled", "rejected_cluster",
 }
 
 // zoneMetrics are one zone's series, looked up once so that a request pays

@@ -76,9 +76,10 @@ var (
 // Placeholders, for access logs (`log_append`) and error routes:
 //
 //	{http.session_queue.mode}     reader, writer or bypass
-//	{http.session_queue.result}   immediate, queued, rejected_full, rejected_timeout, rejected_shutdown or canceled
+//	{http.session_queue.result}   immediate, queued, rejected_full, rejected_timeout, rejected_shutdown, rejected_cluster or canceled
 //	{http.session_queue.wait_ms}  time spent waiting for the turn, in milliseconds (0 when granted at once)
 //	{http.session_queue.session}  the session's name: keyed short hash of its queue key (never the ID), as in the admin API
+//	{http.session_queue.fence}    in cluster mode, the fencing token of the session's lease (for header_up)
 type Handler struct {
 	// Cookies are the names of the cookies that carry the session ID, tried
 	// in this order. Default: ["PHPSESSID", "CGISESSID", "ci_session"].
@@ -208,6 +209,12 @@ type Handler struct {
 	// runs. Default: "default".
 	Zone string `json:"zone,omitempty"`
 
+	// Cluster, when set, serializes each session across every Caddy
+	// instance of the zone that uses the same cluster settings, not only
+	// within this one. It is a zone setting: the handlers of one zone in
+	// one config must agree on it. Default: off.
+	Cluster *ClusterConfig `json:"cluster,omitempty"`
+
 	source   idgen.Source
 	readOnly caddyhttp.MatcherSets
 	bypass   caddyhttp.MatcherSets
@@ -335,6 +342,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 	// The zone belongs to this config's session_queue app, which puts the
 	// settings in force once the config runs.
+	var clusterSettings *clusterSettings
+	if h.Cluster != nil {
+		if clusterSettings, err = h.Cluster.provision(h.Zone); err != nil {
+			return err
+		}
+	}
 	app, err := ctx.App("session_queue")
 	if err != nil {
 		return fmt.Errorf("session_queue: loading the session_queue app: %v", err)
@@ -343,6 +356,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		limits:      queue.Limits{MaxReaders: h.MaxReaders, MaxWaiting: h.MaxWaiting},
 		keyPattern:  h.keyPattern,
 		trackWindow: time.Duration(h.TrackWindow),
+		cluster:     clusterSettings,
 	})
 	return err
 }
@@ -422,6 +436,7 @@ const (
 	placeholderResult  = "http.session_queue.result"
 	placeholderWaitMS  = "http.session_queue.wait_ms"
 	placeholderSession = "http.session_queue.session"
+	placeholderFence   = "http.session_queue.fence"
 )
 
 // statusClientClosedRequest is what reverse_proxy logs for a client that
@@ -529,6 +544,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	repl.Set(placeholderResult, resultValues[result])
+	if fence := turn.leases.fence(); fence != 0 {
+		repl.Set(placeholderFence, fence)
+	}
 	z.count(mode, result)
 	z.metrics.inFlight[mode].Inc()
 	defer z.metrics.inFlight[mode].Dec()
@@ -620,6 +638,9 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Rep
 	case errors.Is(err, queue.ErrClosed):
 		status, result = http.StatusServiceUnavailable, resultRejectedShutdown
 		err = fmt.Errorf("session_queue: zone %s is shutting down; session %s was not served", h.Zone, session)
+	case errors.Is(err, errClusterUnavailable):
+		status, result = http.StatusServiceUnavailable, resultRejectedCluster
+		err = fmt.Errorf("session_queue: zone %s: redis unavailable, and session %s is not leased to this instance (cluster on_error reject)", h.Zone, session)
 	case errors.Is(err, queue.ErrTimeout):
 		status, result = http.StatusServiceUnavailable, resultRejectedTimeout
 		err = fmt.Errorf("session_queue: waited %s (max_wait) for session %s behind %d requests", time.Duration(h.MaxWait), session, res.Ahead)

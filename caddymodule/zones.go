@@ -32,6 +32,15 @@ type zone struct {
 	// force and by those of requests still in flight from before a reload.
 	keying  keying
 	metrics zoneMetrics
+	// cluster is cluster mode's coordinator, when the zone has one.
+	cluster zoneCluster
+	// clusterAtStart: the config that made the zone wants cluster mode,
+	// which takes effect only when that config starts (see claim), while
+	// Caddy may start the http app, and serve, before this one. started is
+	// closed by the first claim, or by Destruct.
+	clusterAtStart bool
+	started        chan struct{}
+	startedOnce    sync.Once
 	// counts mirror requests_total for the admin API.
 	counts        [modeCount][resultCount]atomic.Uint64
 	holdExpired   atomic.Uint64
@@ -71,6 +80,7 @@ func (z *zone) forgetMetrics() {
 	z.forget.Do(func() {
 		if _, reused := zones.References(z.name); !reused {
 			deleteZoneMetrics(z.name)
+			deleteClusterMetrics(z.name)
 		}
 	})
 }
@@ -81,7 +91,10 @@ func (z *zone) forgetMetrics() {
 // within Caddy's grace period.
 func (z *zone) Destruct() error {
 	z.table.Close()
-	if z.running.Add(closedBit) == closedBit {
+	z.closeCluster()
+	running := z.running.Add(closedBit)
+	z.startedOnce.Do(func() { close(z.started) })
+	if running == closedBit {
 		z.forgetMetrics()
 	}
 	return nil
@@ -108,6 +121,8 @@ type zoneSettings struct {
 	limits      queue.Limits
 	keyPattern  idgen.KeyPattern
 	trackWindow time.Duration
+	// cluster is nil without cluster mode.
+	cluster *clusterSettings
 }
 
 // differ describes the first setting in which s, a handler's, differs from
@@ -123,6 +138,8 @@ func (s zoneSettings) differ(other zoneSettings) string {
 		return fmt.Sprintf("key_pattern %q here but %q", s.keyPattern.String(), other.keyPattern.String())
 	case s.trackWindow != other.trackWindow:
 		return fmt.Sprintf("track_window %s here but %s", s.trackWindow, other.trackWindow)
+	case (s.cluster == nil) != (other.cluster == nil) || s.cluster != nil && *s.cluster != *other.cluster:
+		return "cluster differs"
 	}
 	return ""
 }
@@ -132,7 +149,10 @@ func (s zoneSettings) differ(other zoneSettings) string {
 // touched: a config's settings take effect only once it runs (see App).
 func acquireZone(name string, settings zoneSettings) (*zone, error) {
 	v, _, err := zones.LoadOrNew(name, func() (caddy.Destructor, error) {
-		z := &zone{name: name, table: queue.New(settings.limits), metrics: newZoneMetrics(name)}
+		z := &zone{name: name, table: queue.New(settings.limits), metrics: newZoneMetrics(name),
+			clusterAtStart: settings.cluster != nil, started: make(chan struct{})}
+		z.cluster.logger = caddy.Log().Named("http.handlers.session_queue")
+		z.cluster.metrics = newClusterMetrics(name, z.cluster.logger)
 		z.keying.setPattern(settings.keyPattern)
 		var err error
 		z.lineages, err = idgen.NewLineages(maxLinkedIDs, z.busy)
@@ -156,6 +176,7 @@ func (z *zone) apply(settings zoneSettings) {
 	z.table.SetLimits(settings.limits)
 	z.keying.setPattern(settings.keyPattern)
 	z.tracker.SetWindow(settings.trackWindow)
+	z.setCluster(settings.cluster)
 }
 
 // claim is called by the App of a config that starts: when no running
@@ -169,6 +190,7 @@ func (z *zone) claim(app *App, settings zoneSettings) {
 	if z.owner == nil {
 		z.owner = app
 		z.apply(settings)
+		z.startedOnce.Do(func() { close(z.started) })
 		return
 	}
 	z.successor, z.successorSettings = app, settings

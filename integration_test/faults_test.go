@@ -160,8 +160,8 @@ func TestSessionStoreDown(t *testing.T) {
 	expectIdle(t, zone)
 }
 
-// loadResult counts the answers of a sustained load.
-type loadResult struct {
+// sustainedLoad counts the answers of a sustained load.
+type sustainedLoad struct {
 	mu sync.Mutex
 	ok map[string]int // 200s per session cookie
 	// refused503 are the documented refusals: 503 with Retry-After.
@@ -181,8 +181,8 @@ type loadResult struct {
 // sustainLoad runs workers goroutines per session, each sending
 // /incr.php?t=name&ms=5 one after another on fresh connections until stop
 // is closed.
-func sustainLoad(t *testing.T, cookies []string, workers int, stop <-chan struct{}, progress chan<- struct{}) *loadResult {
-	res := &loadResult{ok: map[string]int{}}
+func sustainLoad(t *testing.T, cookies []string, workers int, stop <-chan struct{}, progress chan<- struct{}) *sustainedLoad {
+	res := &sustainedLoad{ok: map[string]int{}}
 	var wg sync.WaitGroup
 	c := freshClient()
 	for i, cookie := range cookies {
