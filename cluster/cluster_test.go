@@ -153,7 +153,9 @@ func TestHandoffBetweenNodes(t *testing.T) {
 	a, b := newNode(t, r, 30*time.Second), newNode(t, r, 30*time.Second)
 	la := holdWithin(t, a, "sess", 5*time.Second)
 	got := holdAsync(b, "sess")
-	waitFor(t, func() bool { return b.Stats().Acquiring == 1 })
+	// b counts itself acquiring before its call reaches Redis; a release
+	// hands the lease over only to a ticket already queued there.
+	waitFor(t, func() bool { return b.Stats().Acquiring == 1 && queuedTickets(t, r) == 1 })
 	select {
 	case <-got:
 		t.Fatal("two nodes hold one lease")
@@ -479,6 +481,27 @@ func TestStress(t *testing.T) {
 	for _, n := range ns {
 		waitFor(t, func() bool { s := n.Stats(); return s.Held == 0 && s.Acquiring == 0 })
 	}
+}
+
+// queuedTickets counts the tickets waiting in Redis's session queues (the
+// list keys under the test prefix).
+func queuedTickets(t testing.TB, r *redisServer) int64 {
+	t.Helper()
+	c := r.client()
+	defer c.Close()
+	ctx := context.Background()
+	keys, err := c.Keys(ctx, "sq:test:*").Result()
+	if err != nil {
+		return -1
+	}
+	var n int64
+	for _, k := range keys {
+		if typ, _ := c.Type(ctx, k).Result(); typ == "list" {
+			l, _ := c.LLen(ctx, k).Result()
+			n += l
+		}
+	}
+	return n
 }
 
 func waitFor(t testing.TB, cond func() bool) {
