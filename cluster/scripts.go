@@ -32,6 +32,17 @@ local nowus = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local ttl = tonumber(ARGV[2])
 local keep = tonumber(ARGV[3])
 
+-- current_boot returns the Redis time at which this Redis first ran one of
+-- these scripts (stored at key), setting it on the first call.
+local function current_boot(key)
+  local b = redis.call('GET', key)
+  if not b then
+    b = tostring(now)
+    redis.call('SET', key, b)
+  end
+  return b
+end
+
 local function grant(tk, ch)
   local f = tonumber(redis.call('HGET', h, 'fence') or '0') + 1
   if f < nowus then f = nowus end
@@ -101,11 +112,7 @@ if holder == ticket then
   expire()
   return {1, redis.call('HGET', h, 'fence'), 0, redis.call('GET', KEYS[5]) or '', now}
 end
-local boot = redis.call('GET', KEYS[5])
-if not boot then
-  boot = tostring(now)
-  redis.call('SET', KEYS[5], boot)
-end
+local boot = current_boot(KEYS[5])
 if ARGV[9] ~= '' and ARGV[9] ~= boot and now < tonumber(boot) + tonumber(ARGV[5]) then
   return {3, tonumber(boot) + tonumber(ARGV[5]) - now, boot, now}
 end
@@ -171,11 +178,7 @@ end
 if holder or takeover == 1 then
   return {0}
 end
-local boot = redis.call('GET', KEYS[4])
-if not boot then
-  boot = tostring(now)
-  redis.call('SET', KEYS[4], boot)
-end
+local boot = current_boot(KEYS[4])
 if ARGV[6] ~= '' and boot ~= ARGV[6] and now < tonumber(boot) + tonumber(ARGV[5]) then
   local f = grant(ticket, chan)
   expire()

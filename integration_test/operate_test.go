@@ -107,9 +107,16 @@ func awaitQueued(t *testing.T, g *gateBackend, zone string, n int) {
 // fields, named for the backend, in a goroutine; its result arrives on the
 // returned channel.
 func sendWith(ctx context.Context, path, cookie, name string, header http.Header) <-chan result {
+	return sendRequest(ctx, http.MethodGet, path, cookie, name, header, nil)
+}
+
+// sendRequest issues a request of method for path with body, carrying
+// cookie and header, named for the backend, on a connection of its own in
+// a goroutine; its result arrives on the returned channel.
+func sendRequest(ctx context.Context, method, path, cookie, name string, header http.Header, body io.Reader) <-chan result {
 	done := make(chan result, 1)
 	go func() {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, caddyAddr+path, nil)
+		req, err := http.NewRequestWithContext(ctx, method, caddyAddr+path, body)
 		if err != nil {
 			done <- result{name: name, err: err}
 			return

@@ -162,23 +162,7 @@ func awaitHolding(t *testing.T, zone string) {
 
 // post sends a POST of body in a goroutine, on a connection of its own.
 func post(t *testing.T, cookie, name string, body io.Reader) <-chan result {
-	done := make(chan result, 1)
-	go func() {
-		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, caddyAddr+"/", body)
-		if err != nil {
-			done <- result{name: name, err: err}
-			return
-		}
-		req.Header.Set("Cookie", cookie)
-		req.Header.Set("X-Request-Name", name)
-		resp, err := freshClient().Do(req)
-		if err != nil {
-			done <- result{name: name, err: err}
-			return
-		}
-		done <- result{name: name, status: resp.StatusCode, header: resp.Header, body: readBody(resp)}
-	}()
-	return done
+	return sendRequest(t.Context(), http.MethodPost, "/", cookie, name, nil, body)
 }
 
 // TestQueuedPostStalledMidBodyIsRefused: a waiting request whose client
