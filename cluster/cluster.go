@@ -155,8 +155,13 @@ type entry struct {
 // attempt is one acquisition of a lease, which the node's Holds of a key
 // wait for together.
 type attempt struct {
-	done    chan struct{}
-	err     error
+	done chan struct{}
+	err  error
+	// holds counts the Holds waiting for this attempt. A grant gives each
+	// of them its share of the lease at once, so that nothing (a hint that
+	// another node waits, a renewal) can give the lease back before they
+	// wake and run.
+	holds   int
 	wake    chan struct{} // a hint arrived: ask Redis again
 	abandon chan struct{} // every waiter left
 }
@@ -326,6 +331,7 @@ func (c *Coordinator) Hold(ctx context.Context, key string) (*Lease, error) {
 		case stAcquiring:
 			a := e.attempt
 			e.waiters++
+			a.holds++
 			c.mu.Unlock()
 			select {
 			case <-a.done:
@@ -339,7 +345,15 @@ func (c *Coordinator) Hold(ctx context.Context, key string) (*Lease, error) {
 					c.forgetIfIdle(e)
 					return nil, a.err
 				}
+				// granted gave this Hold its share.
+				if time.Now().Before(e.validUntil) {
+					return &Lease{e: e, fence: e.fence}, nil
+				}
+				// Granted too late to be used (a push delayed past the
+				// lease's validity): give the share back, queue again.
+				c.dropLocked(e)
 			default:
+				a.holds--
 				if e.waiters == 0 && e.attempt == a {
 					close(a.abandon)
 					e.attempt = nil
@@ -498,6 +512,7 @@ func (c *Coordinator) granted(ticket string, fence uint64, since time.Time) (ok,
 	a := e.attempt
 	e.attempt = nil
 	e.state = stHeld
+	e.refs += a.holds
 	e.fence = fence
 	e.validUntil = since.Add(c.cfg.LeaseTTL - c.margin)
 	close(a.done)
@@ -520,7 +535,10 @@ func (c *Coordinator) failLocked(e *entry, a *attempt, err error) {
 func (c *Coordinator) Drop(l *Lease) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := l.e
+	c.dropLocked(l.e)
+}
+
+func (c *Coordinator) dropLocked(e *entry) {
 	e.refs--
 	if e.refs > 0 || e.state != stHeld {
 		c.closeIfRetired()
@@ -660,11 +678,21 @@ func (c *Coordinator) push(payload string, received time.Time) {
 	case len(fields) == 2 && fields[0] == "c":
 		c.mu.Lock()
 		for _, e := range c.entries {
-			if e.name == fields[1] && e.state == stHeld {
+			if e.name != fields[1] {
+				continue
+			}
+			switch e.state {
+			case stHeld:
 				e.contended = true
 				if e.refs == 0 {
 					c.releaseLocked(e)
 				}
+			case stAcquiring:
+				// Only a holder's channel hears of waiters: this node was
+				// granted the lease by a call whose reply is still on its
+				// way. The hint would be lost, and the other node kept
+				// waiting until its next refresh.
+				e.contended = true
 			}
 		}
 		c.mu.Unlock()

@@ -555,3 +555,45 @@ func TestNewWaitsForNoRedisCall(t *testing.T) {
 		t.Fatal("New waited for Redis to answer")
 	}
 }
+
+// A hint that another node waits, arriving between a grant and the wake of
+// the Hold that waited for it, must not take the lease from that Hold: it
+// would go to the node that asked after (TestContendedLeaseGoesToTheOtherNode
+// hung about once in a hundred runs on this).
+func TestGrantReachesItsWaiterDespiteContention(t *testing.T) {
+	r := startRedis(t)
+	a, b := newNode(t, r, 30*time.Second), newNode(t, r, 30*time.Second)
+	lb := holdWithin(t, b, "sess", 5*time.Second)
+	<-a.subscribed
+	// a hears no push: the test delivers the grant and the hint itself,
+	// back to back, as the listener does when both arrive together.
+	if err := a.pubsub.Unsubscribe(context.Background(), a.chann); err != nil {
+		t.Fatal(err)
+	}
+	got := holdAsync(a, "sess")
+	waitFor(t, func() bool { return queuedTickets(t, r) == 1 })
+	a.mu.Lock()
+	ticket, name := a.entries["sess"].ticket, a.entries["sess"].name
+	a.mu.Unlock()
+	b.Drop(lb) // Redis grants a's ticket; the push goes unheard
+	c := r.client()
+	defer c.Close()
+	h := a.keys(name)[0]
+	waitFor(t, func() bool { return c.HGet(context.Background(), h, "holder").Val() == ticket })
+	fence, err := c.HGet(context.Background(), h, "fence").Uint64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := a.granted(ticket, fence, time.Now()); !ok {
+		t.Fatal("grant not taken")
+	}
+	a.push("c "+name, time.Now())
+	la := <-got
+	if la.Fence() != fence {
+		t.Fatalf("Hold got fence %d, not the grant it waited for (%d): the hint gave that lease away", la.Fence(), fence)
+	}
+	if holder := c.HGet(context.Background(), h, "holder").Val(); holder != ticket {
+		t.Fatalf("Redis holder %q, want a's ticket", holder)
+	}
+	a.Drop(la)
+}
