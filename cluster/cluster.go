@@ -252,10 +252,19 @@ func (c *Coordinator) knownBoot() string {
 	return c.boot
 }
 
+// sawReply records what a reply tells of Redis: its time, and its boot.
+// A node takes on a new boot only once the grace after it has passed:
+// until then it must keep showing Redis the boot it knew, or its next call
+// (for this session, or for another whose holder has not reclaimed it
+// yet) would be granted as if this node had never held anything.
 func (c *Coordinator) sawReply(boot string, sent time.Time, redisNow int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.boot = boot
+	if c.boot == "" {
+		c.boot = boot
+	} else if b, err := strconv.ParseInt(boot, 10, 64); err == nil && redisNow >= b+c.grace() {
+		c.boot = boot
+	}
 	c.calSent, c.calRedis = sent, redisNow
 }
 
@@ -706,7 +715,10 @@ func (c *Coordinator) renewLoop() {
 	tick := time.NewTicker(c.cfg.LeaseTTL / 3)
 	defer tick.Stop()
 	// While Redis is unavailable, a probe finds out when it is back, even
-	// if no request asks.
+	// if no request asks. A holder's probe is a renewal: after Redis lost
+	// its data, the first renewal that gets through reclaims the leases,
+	// and only the grace after the new boot (one renewal period) allows
+	// for it.
 	probe := time.NewTicker(2 * breakerWindow)
 	defer probe.Stop()
 	for {
@@ -719,7 +731,7 @@ func (c *Coordinator) renewLoop() {
 			c.mu.Lock()
 			degraded := c.degraded
 			c.mu.Unlock()
-			if degraded {
+			if degraded && !c.renew() {
 				ctx, cancel := context.WithTimeout(context.Background(), c.cfg.OpTimeout)
 				start := time.Now()
 				err := c.client.Ping(ctx).Err()
@@ -730,7 +742,8 @@ func (c *Coordinator) renewLoop() {
 	}
 }
 
-func (c *Coordinator) renew() {
+// renew reports whether it asked Redis.
+func (c *Coordinator) renew() bool {
 	type held struct {
 		e            *entry
 		name, ticket string
@@ -749,7 +762,7 @@ func (c *Coordinator) renew() {
 	}
 	c.mu.Unlock()
 	if len(leases) == 0 {
-		return
+		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.OpTimeout)
 	defer cancel()
@@ -773,7 +786,7 @@ func (c *Coordinator) renew() {
 	}
 	c.observed("renew", sent, err)
 	if err != nil {
-		return
+		return true
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -796,8 +809,8 @@ func (c *Coordinator) renew() {
 				}
 			}
 		case 2:
+			// Reclaimed; the new boot is taken on later (see sawReply).
 			e.fence, _ = strconv.ParseUint(fmt.Sprint(res[1]), 10, 64)
-			c.boot = fmt.Sprint(res[2])
 			e.validUntil = sent.Add(c.cfg.LeaseTTL - c.margin)
 		default:
 			if c.cfg.Observer != nil {
@@ -815,6 +828,7 @@ func (c *Coordinator) renew() {
 			}
 		}
 	}
+	return true
 }
 
 // Stats is a snapshot of a coordinator.

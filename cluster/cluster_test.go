@@ -290,17 +290,29 @@ func TestRedisRestartHolderReclaimsFirst(t *testing.T) {
 	b.Drop(holdWithin(t, b, "other", 5*time.Second)) // b knows this Redis
 	r.kill()
 	r.start() // empty: the lease is gone
-	// a reclaims at its next renewal. b asks only then: when b's call is
-	// the first after the restart, it starts the grace before a's pool has
-	// reconnected, and a whose first renewal fails loses the race (about
-	// one run in ten under -race here; a known gap, see the closing note
-	// of issue 10).
+	// b asks at once, before a's next renewal: the grace after the new
+	// boot keeps the lease for a to reclaim. (b's first call may meet a
+	// pooled connection to the killed Redis: it asks again.)
+	got := make(chan *Lease, 1)
+	go func() {
+		for {
+			l, err := b.Hold(context.Background(), "sess")
+			if errors.Is(err, ErrUnavailable) {
+				time.Sleep(breakerWindow)
+				continue
+			}
+			if err != nil {
+				panic(err)
+			}
+			got <- l
+			return
+		}
+	}()
 	waitFor(t, func() bool {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		return a.entries["sess"].fence != la.Fence()
 	})
-	got := holdAsync(b, "sess")
 	select {
 	case <-got:
 		t.Fatal("b got a lease a still holds")
@@ -313,6 +325,75 @@ func TestRedisRestartHolderReclaimsFirst(t *testing.T) {
 		t.Fatalf("fence %d after %d", lb.Fence(), la.Fence())
 	}
 	b.Drop(lb)
+}
+
+// gatedDialer lets a test cut one node's connections to Redis.
+type gatedDialer struct{ closed atomic.Bool }
+
+func (g *gatedDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if g.closed.Load() {
+		return nil, errors.New("gate closed")
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+
+// After Redis lost its data, a node that reclaims its own lease must not
+// take that as leave to acquire another node's lease before that node
+// reclaims it: it keeps the boot it knew until the grace has passed.
+func TestReclaimGivesNoLeaveToTakeOthersLeases(t *testing.T) {
+	r := startRedis(t)
+	const ttl = 6 * time.Second
+	var gate gatedDialer
+	opts := &redis.Options{Network: "unix", Addr: r.sock, Dialer: gate.dial}
+	Bound(opts, 250*time.Millisecond)
+	a := &node{obs: new(counter), table: queue.New(queue.Limits{MaxReaders: 4, MaxWaiting: 16})}
+	a.Coordinator = New(redis.NewClient(opts), Config{
+		Prefix: "sq:test:", Secret: []byte("s3cret"), LeaseTTL: ttl, OpTimeout: 250 * time.Millisecond,
+		Busy: a.table.Busy, Observer: a.obs,
+	})
+	t.Cleanup(func() { a.Close() })
+	b := newNode(t, r, ttl)
+	busyA, _, _ := a.table.Acquire(context.Background(), "y", queue.Read, 0)
+	defer busyA.Release()
+	busyB, _, _ := b.table.Acquire(context.Background(), "x", queue.Read, 0)
+	defer busyB.Release()
+	ly := holdWithin(t, a, "y", 5*time.Second)
+	lx := holdWithin(t, b, "x", 5*time.Second)
+	gate.closed.Store(true) // a cannot reach the new Redis for now
+	r.kill()
+	r.start()
+	b.renew() // b reclaims x
+	b.mu.Lock()
+	reclaimed := b.entries["x"].fence != lx.Fence()
+	b.mu.Unlock()
+	if !reclaimed {
+		t.Fatal("b did not reclaim its lease")
+	}
+	calls := b.obs.calls.Load()
+	got := holdAsync(b, "y")
+	waitFor(t, func() bool { return b.obs.calls.Load() > calls })
+	b.mu.Lock()
+	state := b.entries["y"].state
+	b.mu.Unlock()
+	if state == stHeld {
+		t.Fatal("b took y's lease while a had not had its chance to reclaim it")
+	}
+	gate.closed.Store(false) // a's probe renews and reclaims within the grace
+	waitFor(t, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.entries["y"].fence != ly.Fence()
+	})
+	select {
+	case <-got:
+		t.Fatal("b got a lease a holds")
+	default:
+	}
+	busyA.Release()
+	a.Drop(ly)
+	b.Drop(<-got)
+	b.Drop(lx)
 }
 
 func TestRedisDownFailsFast(t *testing.T) {

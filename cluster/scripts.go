@@ -16,7 +16,9 @@ import "github.com/redis/go-redis/v9"
 // node that finds another value has met a Redis that lost its data
 // (restarted without persistence, failed over to a replica that missed
 // writes), and is granted no new lease until one renewal period after the
-// new boot, so that holders from before the loss reclaim theirs first.
+// new boot, so that holders from before the loss reclaim theirs first. A
+// node keeps sending the boot it knew until that grace has passed (see
+// Coordinator.sawReply), whatever the replies it gets meanwhile.
 //
 // Time is Redis's own (TIME): the nodes' clocks do not matter. Fences are
 // max(fence+1, TIME in µs), so they keep increasing across expiries of the
