@@ -74,7 +74,6 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	defer os.RemoveAll(logDir)
 	caddyLog = filepath.Join(logDir, "caddy.log")
 
 	http.DefaultTransport = recording(http.DefaultTransport)
@@ -93,6 +92,7 @@ func TestMain(m *testing.M) {
 	} else {
 		fmt.Printf("no session ID used by the tests (%d IDs) appears in Caddy's log\n", len(usedSessionIDs()))
 	}
+	os.RemoveAll(logDir) // os.Exit skips deferred calls
 	os.Exit(code)
 }
 
