@@ -330,6 +330,10 @@ func (z *zone) holdCluster(ctx context.Context, keys []string, deadline time.Tim
 		switch {
 		case errors.Is(err, cluster.ErrClosed):
 			continue // a reload replaced the coordinator meanwhile
+		case errors.Is(err, cluster.ErrSecretMismatch):
+			// A configuration error, not an outage: on_error local would
+			// run the session beside the other instances' requests.
+			return clusterHold{}, errClusterSecretMismatch
 		case errors.Is(err, cluster.ErrUnavailable):
 			if rt.settings.onError == "local" {
 				z.cluster.metrics.localAdmissions.Inc()
@@ -376,6 +380,10 @@ func (z *zone) awaitStart(ctx context.Context, deadline time.Time) error {
 // errClusterUnavailable refuses a request whose lease Redis cannot grant
 // (on_error reject).
 var errClusterUnavailable = errors.New("session_queue: cluster: redis unavailable")
+
+// errClusterSecretMismatch refuses a request because other instances use
+// the zone's key prefix with another secret.
+var errClusterSecretMismatch = errors.New("session_queue: cluster redis: secret: other instances use this key_prefix with a different secret")
 
 // linkCluster shares a regeneration with the other instances: a request
 // there carrying newKey's ID queues behind this instance's requests on
@@ -442,11 +450,15 @@ var (
 		Namespace: "caddy", Subsystem: "session_queue", Name: "cluster_handoffs_total",
 		Help: "Leases this instance released straight to a waiting instance.",
 	}, []string{"zone"})
+	secretMismatchesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "session_queue", Name: "cluster_secret_mismatches_total",
+		Help: "Requests refused because other instances use the zone's Redis key prefix with another secret.",
+	}, []string{"zone"})
 )
 
 func init() {
 	collectors = append(collectors, redisSeconds, redisErrorsTotal, clusterDegraded, clusterLocalTotal,
-		leaseTakeoversTotal, leaseLostTotal, handoffsTotal)
+		leaseTakeoversTotal, leaseLostTotal, handoffsTotal, secretMismatchesTotal)
 }
 
 // clusterMetrics are one zone's cluster series; it is the zone's
@@ -459,6 +471,10 @@ type clusterMetrics struct {
 	takeovers       prometheus.Counter
 	lost            prometheus.Counter
 	handoffs        prometheus.Counter
+	mismatches      prometheus.Counter
+	// lastMismatchLog is the UnixNano time of the last error logged for a
+	// secret mismatch: once a minute is loud enough.
+	lastMismatchLog *atomic.Int64
 }
 
 func newClusterMetrics(zone string, logger *zap.Logger) clusterMetrics {
@@ -470,6 +486,8 @@ func newClusterMetrics(zone string, logger *zap.Logger) clusterMetrics {
 		takeovers:       leaseTakeoversTotal.WithLabelValues(zone),
 		lost:            leaseLostTotal.WithLabelValues(zone),
 		handoffs:        handoffsTotal.WithLabelValues(zone),
+		mismatches:      secretMismatchesTotal.WithLabelValues(zone),
+		lastMismatchLog: new(atomic.Int64),
 	}
 }
 
@@ -478,7 +496,7 @@ func deleteClusterMetrics(zone string) {
 		redisSeconds.DeleteLabelValues(zone, op)
 		redisErrorsTotal.DeleteLabelValues(zone, op)
 	}
-	for _, v := range []*prometheus.CounterVec{clusterLocalTotal, leaseTakeoversTotal, leaseLostTotal, handoffsTotal} {
+	for _, v := range []*prometheus.CounterVec{clusterLocalTotal, leaseTakeoversTotal, leaseLostTotal, handoffsTotal, secretMismatchesTotal} {
 		v.DeleteLabelValues(zone)
 	}
 	clusterDegraded.DeleteLabelValues(zone)
@@ -505,6 +523,16 @@ func (m *clusterMetrics) Degraded(down bool) {
 func (m *clusterMetrics) TookOver()  { m.takeovers.Inc() }
 func (m *clusterMetrics) Lost()      { m.lost.Inc() }
 func (m *clusterMetrics) HandedOff() { m.handoffs.Inc() }
+
+func (m *clusterMetrics) SecretMismatch() {
+	m.mismatches.Inc()
+	now, last := time.Now().UnixNano(), m.lastMismatchLog.Load()
+	if last != 0 && time.Duration(now-last) < time.Minute || !m.lastMismatchLog.CompareAndSwap(last, now) {
+		return
+	}
+	m.logger.Error("requests refused: other instances use this zone's key_prefix in Redis with a different secret, so their leases and this instance's would not exclude each other; give every instance of the zone the same secret (or, while changing it, a new key_prefix)",
+		zap.String("zone", m.zone))
+}
 
 // linkClusterRegeneration shares the link oldID -> newID that this
 // instance's lineages just made: newID's queue key names the lease of the

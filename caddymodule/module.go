@@ -641,6 +641,9 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Rep
 	case errors.Is(err, errClusterUnavailable):
 		status, result = http.StatusServiceUnavailable, resultRejectedCluster
 		err = fmt.Errorf("session_queue: zone %s: redis unavailable, and session %s is not leased to this instance (cluster on_error reject)", h.Zone, session)
+	case errors.Is(err, errClusterSecretMismatch):
+		status, result = http.StatusServiceUnavailable, resultRejectedCluster
+		err = fmt.Errorf("%w; session %s of zone %s refused", err, session, h.Zone)
 	case errors.Is(err, queue.ErrTimeout):
 		status, result = http.StatusServiceUnavailable, resultRejectedTimeout
 		err = fmt.Errorf("session_queue: waited %s (max_wait) for session %s behind %d requests", time.Duration(h.MaxWait), session, res.Ahead)

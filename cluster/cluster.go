@@ -39,6 +39,11 @@ import (
 // time (down, slow, or failed recently).
 var ErrUnavailable = errors.New("cluster: redis unavailable")
 
+// ErrSecretMismatch is returned by Hold when other nodes use the same
+// key prefix in Redis with another secret: they name sessions differently,
+// so a lease taken here would not keep their requests out.
+var ErrSecretMismatch = errors.New("cluster: other instances use this key prefix with a different secret")
+
 // ErrClosed is returned by Hold once the coordinator is closed.
 var ErrClosed = errors.New("cluster: coordinator closed")
 
@@ -76,6 +81,8 @@ type Observer interface {
 	Lost()
 	// HandedOff reports a release that granted the lease to another node.
 	HandedOff()
+	// SecretMismatch reports a Hold refused with ErrSecretMismatch.
+	SecretMismatch()
 }
 
 // Timings derived from LeaseTTL.
@@ -99,6 +106,11 @@ type Coordinator struct {
 	chann  string
 	margin time.Duration
 	pubsub *redis.PubSub
+	// check is what every node of the prefix shows Redis of its secret
+	// (an HMAC of a constant under it), so that a node with another
+	// secret finds out instead of silently taking leases nobody else
+	// sees.
+	check string
 
 	mu      sync.Mutex
 	entries map[string]*entry // by local key
@@ -205,6 +217,7 @@ func New(client redis.UniversalClient, cfg Config) *Coordinator {
 		stop:       make(chan struct{}),
 	}
 	c.chann = cfg.Prefix + "n:" + c.node
+	c.check = c.Name("caddy-session-queue secret check")
 	// Without a channel, Subscribe does not dial: listen subscribes, so
 	// that New (and Caddy's start with it) never waits for Redis.
 	c.pubsub = client.Subscribe(context.Background())
@@ -224,10 +237,11 @@ func (c *Coordinator) Name(key string) string {
 	return hex.EncodeToString(m.Sum(nil))[:32]
 }
 
-// keys are a session's keys as acquire takes them: h, q, w, link, boot.
+// keys are a session's keys as acquire takes them: h, q, w, link, boot,
+// check.
 func (c *Coordinator) keys(name string) []string {
 	h := c.cfg.Prefix + "{" + name + "}"
-	return []string{h, h + ":q", h + ":w", h + ":r", c.cfg.Prefix + "boot"}
+	return []string{h, h + ":q", h + ":w", h + ":r", c.cfg.Prefix + "boot", c.cfg.Prefix + "check"}
 }
 
 // renewKeys are those renew takes: h, q, w, boot.
@@ -454,7 +468,7 @@ func (c *Coordinator) acquire(e *entry, a *attempt, ticket string) {
 		}
 		sent := time.Now()
 		res, err := c.call("acquire", acquireScript, c.keys(name), ticket, ms(c.cfg.LeaseTTL), c.keep(),
-			c.chann, c.grace(), ms(waiterTTL), name, ms(linkTTL), c.knownBoot())
+			c.chann, c.grace(), ms(waiterTTL), name, ms(linkTTL), c.knownBoot(), c.check)
 		if err != nil {
 			c.mu.Lock()
 			if e.attempt == a {
@@ -469,6 +483,21 @@ func (c *Coordinator) acquire(e *entry, a *attempt, ticket string) {
 			continue
 		}
 		kind, _ := res[0].(int64)
+		if kind == 4 {
+			if c.cfg.Observer != nil {
+				c.cfg.Observer.SecretMismatch()
+			}
+			c.mu.Lock()
+			mine := e.attempt == a
+			if mine {
+				c.failLocked(e, a, ErrSecretMismatch)
+			}
+			c.mu.Unlock()
+			if !mine { // abandoned meanwhile
+				c.finishRelease(e, name, ticket)
+			}
+			return
+		}
 		if kind != 2 {
 			redisNow, _ := res[len(res)-1].(int64)
 			c.sawReply(fmt.Sprint(res[len(res)-2]), sent, redisNow)

@@ -83,7 +83,7 @@ func (r *redisServer) client() *redis.Client {
 
 // counter counts a coordinator's Redis calls and events.
 type counter struct {
-	calls, errors, tookOver, lost, handedOff atomic.Int64
+	calls, errors, tookOver, lost, handedOff, mismatches atomic.Int64
 }
 
 func (o *counter) Call(_ string, _ time.Duration, err error) {
@@ -92,10 +92,11 @@ func (o *counter) Call(_ string, _ time.Duration, err error) {
 		o.errors.Add(1)
 	}
 }
-func (o *counter) Degraded(bool) {}
-func (o *counter) TookOver()     { o.tookOver.Add(1) }
-func (o *counter) Lost()         { o.lost.Add(1) }
-func (o *counter) HandedOff()    { o.handedOff.Add(1) }
+func (o *counter) Degraded(bool)   {}
+func (o *counter) TookOver()       { o.tookOver.Add(1) }
+func (o *counter) Lost()           { o.lost.Add(1) }
+func (o *counter) HandedOff()      { o.handedOff.Add(1) }
+func (o *counter) SecretMismatch() { o.mismatches.Add(1) }
 
 type node struct {
 	*Coordinator
@@ -677,4 +678,34 @@ func TestGrantReachesItsWaiterDespiteContention(t *testing.T) {
 		t.Fatalf("Redis holder %q, want a's ticket", holder)
 	}
 	a.Drop(la)
+}
+
+// Instances that share a key prefix but not the secret name sessions
+// differently: each would take its own leases and never meet the other's.
+// The later one is refused instead, until the first one's check expires.
+func TestOtherSecretIsRefused(t *testing.T) {
+	r := startRedis(t)
+	a := newNode(t, r, 30*time.Second)
+	b := &node{obs: new(counter), table: queue.New(queue.Limits{MaxReaders: 4, MaxWaiting: 16})}
+	b.Coordinator = New(r.client(), Config{
+		Prefix: "sq:test:", Secret: []byte("another-secret"), LeaseTTL: 30 * time.Second, OpTimeout: 250 * time.Millisecond,
+		Busy: b.table.Busy, Observer: b.obs,
+	})
+	t.Cleanup(func() { b.Close() })
+	la := holdWithin(t, a, "sess", 5*time.Second)
+	defer a.Drop(la)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if lb, err := b.Hold(ctx, "sess"); !errors.Is(err, ErrSecretMismatch) {
+		if err == nil {
+			t.Fatalf("b holds sess (fence %d) beside a: the secrets differ, and so do their names for it", lb.Fence())
+		}
+		t.Fatalf("Hold with another secret: %v, want ErrSecretMismatch", err)
+	}
+	if n := b.obs.mismatches.Load(); n != 1 {
+		t.Fatalf("mismatches reported = %d, want 1", n)
+	}
+	if s := b.Stats(); s.Held != 0 || s.Acquiring != 0 {
+		t.Fatalf("b keeps state after the refusal: %+v", s)
+	}
 }

@@ -92,16 +92,23 @@ end
 
 // acquireScript asks for a session's lease.
 //
-// KEYS: h, q, w, link, boot. ARGV: ticket, ttl ms, keep ms, channel,
-// grace ms, waiter ttl ms, name, link ttl ms, the boot the node knows
-// ("" if none).
+// KEYS: h, q, w, link, boot, check. ARGV: ticket, ttl ms, keep ms,
+// channel, grace ms, waiter ttl ms, name, link ttl ms, the boot the node
+// knows ("" if none), the node's secret check.
 // Reply: {1, fence, takeover, boot, now} granted; {0, takeover, boot,
 // now} queued (a grant "g <name> <ticket> <fence> <now>" will be
 // published to the channel); {2, name} the session is linked to another
-// name; {3, ms, boot, now} Redis lost its data recently: retry after ms.
+// name; {3, ms, boot, now} Redis lost its data recently: retry after ms;
+// {4} other nodes use this prefix with another secret (check), so that
+// their names for the same sessions differ from this node's.
 // now is Redis's time in ms, by which the node dates pushed grants.
 var acquireScript = redis.NewScript(prelude + `
 local ticket, chan, name = ARGV[1], ARGV[4], ARGV[7]
+local check = redis.call('GET', KEYS[6])
+if check and check ~= ARGV[10] then
+  return {4}
+end
+redis.call('SET', KEYS[6], ARGV[10], 'PX', keep)
 local link = redis.call('GET', KEYS[4])
 if link then
   redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[8]))
@@ -168,8 +175,8 @@ return {0}
 //
 // KEYS: h, q, w, boot. ARGV: ticket, ttl ms, keep ms, channel, grace ms,
 // the boot the node knows. Reply: {1, waiting} renewed, with how many
-// tickets wait; {2, fence, boot} reclaimed after Redis lost the lease
-// (within the grace after a new boot), under a new fence; {0} lost.
+// tickets wait; {2, fence} reclaimed after Redis lost the lease (within
+// the grace after a new boot), under a new fence; {0} lost.
 var renewScript = redis.NewScript(prelude + `
 local ticket, chan = ARGV[1], ARGV[4]
 if holder == ticket then
@@ -184,7 +191,7 @@ local boot = current_boot(KEYS[4])
 if ARGV[6] ~= '' and boot ~= ARGV[6] and now < tonumber(boot) + tonumber(ARGV[5]) then
   local f = grant(ticket, chan)
   expire()
-  return {2, f, boot}
+  return {2, f}
 end
 return {0}
 `)
