@@ -129,6 +129,7 @@ type arrivals struct {
 	errors             int
 	refusedUnexplained int // 503s without Retry-After
 	ids                []string
+	replies            []dated
 	stop               chan struct{}
 	wg                 sync.WaitGroup
 }
@@ -153,6 +154,7 @@ func startArrivals(t *testing.T, ins []*instance) *arrivals {
 					for range 3 {
 						d := askOn(ins[mrand.IntN(len(ins))], "/", id)
 						a.mu.Lock()
+						a.replies = append(a.replies, d)
 						if d.err != nil {
 							if a.errors == 0 {
 								t.Logf("first error: %v", d.err)
@@ -312,8 +314,14 @@ func testRedisFault(t *testing.T, onError string, kill bool, outage time.Duratio
 	t.Logf("on_error %s, Redis %s for %v (lease_ttl %v, op_timeout %v): busy session on its holder: %d served and %d refused while its lease was valid, "+
 		"%d refused and %d served after it could have lapsed, statuses %v after Redis returned; during the outage: %s",
 		onError, fault, outage, lt.leaseTTL, lt.opTimeout, heldServed, heldRefused, lapsedRefused, lapsedServed, after, strings.Join(duringOutage, ", "))
-	t.Logf("arrivals: %d sessions, statuses %v, %d errors, %d 503s without Retry-After; %d overlaps, %d fences back; %v local admissions",
-		len(res.ids), res.statuses, res.errors, res.refusedUnexplained, overlaps, fenceBack, local)
+	var slowestAfter time.Duration // of arrivals sent once Redis returned
+	for _, r := range res.replies {
+		if r.sent.After(backAt) {
+			slowestAfter = max(slowestAfter, r.answered.Sub(r.sent))
+		}
+	}
+	t.Logf("arrivals: %d sessions, statuses %v, %d errors, %d 503s without Retry-After, the slowest sent after Redis returned took %v; %d overlaps, %d fences back; %v local admissions",
+		len(res.ids), res.statuses, res.errors, res.refusedUnexplained, slowestAfter.Round(time.Millisecond), overlaps, fenceBack, local)
 	t.Logf("recovery after Redis returned: the session refused during the outage served after %v, the busy one after %v (bound %v); degraded gauge 0 on both after %v (bound %v)",
 		recovered.Round(time.Millisecond), busyBack.Round(time.Millisecond), lt.recovery(kill), gaugeDown.Round(time.Millisecond), lt.recovery(false))
 
