@@ -212,9 +212,9 @@ func testRedisFault(t *testing.T, onError string, kill bool, outage time.Duratio
 	} else if err := syscall.Kill(proc.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	// Sessions this instance does not hold, asked during the outage: a new
-	// one on instance 1, and the busy one on instance 1 (not in local mode,
-	// where it would run beside instance 0's, as documented).
+	// Sessions instance 1 does not hold, asked during the outage: a new
+	// one, and the busy one (not in local mode, where it would run beside
+	// instance 0's, as documented).
 	refused := newSessionID()
 	var duringOutage []string
 	for _, in := range ins {
@@ -390,9 +390,9 @@ func TestClusterRedisRestarted(t *testing.T) {
 
 // TestClusterRedisRestartHolderReclaims: instance 0 runs a slow request of
 // a session when Redis restarts empty. Instance 1, which knew the old
-// Redis, asks for a new session (told to wait out the grace) and then for
-// that session: it must not get it before instance 0 reclaims its lease
-// and finishes.
+// Redis, asks for a new session (told to wait out the grace, by a reply
+// that names the new Redis) and then for that session: it must not get it
+// before instance 0 reclaims its lease and finishes.
 func TestClusterRedisRestartHolderReclaims(t *testing.T) {
 	lt := leaseTimings{6 * time.Second, 250 * time.Millisecond}
 	dir := backendDir(t)
@@ -406,8 +406,8 @@ func TestClusterRedisRestartHolderReclaims(t *testing.T) {
 	slow := make(chan dated, 1)
 	go func() { slow <- askOn(ins[0], "/?ms=5000", id) }()
 	waitUntil(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); s := b.sessions[id]; return s != nil && s.writer })
-	// A second request waits in instance 0's local queue: it runs under
-	// the reclaimed lease.
+	// A second request waits in instance 0's local queue: it must not run
+	// beside instance 1's either.
 	queued := make(chan dated, 1)
 	go func() { queued <- askOn(ins[0], "/?ms=100", id) }()
 	// Restart right after one of instance 0's renewals, so that the next
