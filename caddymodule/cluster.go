@@ -459,6 +459,10 @@ type clusterMetrics struct {
 	takeovers       prometheus.Counter
 	lost            prometheus.Counter
 	handoffs        prometheus.Counter
+	// lastErr is the error of the last Redis call that failed, which the
+	// warning that Redis became unavailable names: a wrong CA or password
+	// shows there, not only in the counters.
+	lastErr atomic.Pointer[error]
 }
 
 func newClusterMetrics(zone string, logger *zap.Logger) clusterMetrics {
@@ -488,14 +492,19 @@ func (m *clusterMetrics) Call(op string, took time.Duration, err error) {
 	redisSeconds.WithLabelValues(m.zone, op).Observe(took.Seconds())
 	if err != nil {
 		redisErrorsTotal.WithLabelValues(m.zone, op).Inc()
+		m.lastErr.Store(&err)
 	}
 }
 
 func (m *clusterMetrics) Degraded(down bool) {
 	if down {
 		m.degraded.Set(1)
+		fields := []zap.Field{zap.String("zone", m.zone)}
+		if err := m.lastErr.Load(); err != nil {
+			fields = append(fields, zap.Error(*err))
+		}
 		m.logger.Warn("redis unavailable: sessions whose lease this instance does not hold are refused (on_error reject) or serialized on this instance only (on_error local)",
-			zap.String("zone", m.zone))
+			fields...)
 		return
 	}
 	m.degraded.Set(0)
