@@ -274,7 +274,7 @@ func connectedClients(t *testing.T, sock string) int {
 
 // reloadDirective is session_queue in cluster mode with the connection
 // settings a reload changes.
-func reloadDirective(sock, secret, prefix string) string {
+func reloadDirective(sock, secret, prefix, leaseTTL string) string {
 	return fmt.Sprintf(`session_queue {
 	read_only header X-Read 1
 	max_readers 3
@@ -283,24 +283,27 @@ func reloadDirective(sock, secret, prefix string) string {
 		address unix/%s
 		secret %s
 		key_prefix %s
-		lease_ttl 3s
+		lease_ttl %s
 		op_timeout 500ms
 	}
-}`, sock, secret, prefix)
+}`, sock, secret, prefix, leaseTTL)
 }
 
 // TestClusterReloadChangesConnection: a reload that changes the Redis
-// address, the secret or the key prefix starts a new coordinator. A
-// request admitted under the old one keeps its lease there until it ends,
-// then the old coordinator gives the lease back and closes; requests after
-// the reload use the new settings, and instances that share them do not
-// overlap.
+// address, the secret, the key prefix or lease_ttl starts a new
+// coordinator. A request admitted under the old one keeps its lease there
+// until it ends, then the old coordinator gives the lease back and closes;
+// requests after the reload use the new settings, and instances that
+// share them do not overlap. With the session names and Redis unchanged
+// (lease_ttl), a request of the busy session under the new settings waits
+// for the one admitted under the old.
 func TestClusterReloadChangesConnection(t *testing.T) {
-	for _, change := range []string{"address", "secret", "key_prefix"} {
+	for _, change := range []string{"address", "secret", "key_prefix", "lease_ttl"} {
 		t.Run(change, func(t *testing.T) {
 			dir := backendDir(t)
 			oldSock := startRedis(t, dir)
 			newSock, oldSecret, newSecret, oldPrefix, newPrefix := oldSock, clusterSecret, clusterSecret, "sq:a:", "sq:a:"
+			oldTTL, newTTL := "3s", "3s"
 			switch change {
 			case "address":
 				newSock = startRedis(t, backendDir(t))
@@ -308,9 +311,11 @@ func TestClusterReloadChangesConnection(t *testing.T) {
 				newSecret = "another-integration-secret-9876543210"
 			case "key_prefix":
 				newPrefix = "sq:b:"
+			case "lease_ttl":
+				newTTL = "4s"
 			}
 			b := startOverlapBackend(t, 3)
-			before, after := reloadDirective(oldSock, oldSecret, oldPrefix), reloadDirective(newSock, newSecret, newPrefix)
+			before, after := reloadDirective(oldSock, oldSecret, oldPrefix, oldTTL), reloadDirective(newSock, newSecret, newPrefix, newTTL)
 			ins := []*instance{
 				startInstance(t, dir, 0, before, fencedSite(b.addr, "")),
 				startInstance(t, dir, 1, before, fencedSite(b.addr, "")),
@@ -361,8 +366,17 @@ func TestClusterReloadChangesConnection(t *testing.T) {
 			switch {
 			case change == "secret" && len(renamed) != 1:
 				t.Fatal("after a change of secret, the session's name did not change")
-			case change != "secret" && (len(newNames) != 1 || len(renamed) != 0):
+			case change == "lease_ttl" && !slices.Equal(newNames, oldNames):
+				t.Fatal("after a change of lease_ttl, the sessions' names changed")
+			case (change == "address" || change == "key_prefix") && (len(newNames) != 1 || len(renamed) != 0):
 				t.Fatal("after the reload, the session is not named under the new settings, or renamed")
+			}
+			// The same names in the same Redis: the busy session waits for
+			// the request admitted under the old settings.
+			var waiting <-chan fencedReply
+			if change == "lease_ttl" {
+				waiting = fencedGet(ins[1], "/", busy)
+				waitUntil(t, func() bool { return defaultZone(t, ins[1]).Cluster.Acquiring == 1 })
 			}
 			res := runLoad(t, ins, 50, 8)
 			overlaps, fenceBack, _, _ := b.counts()
@@ -382,13 +396,16 @@ func TestClusterReloadChangesConnection(t *testing.T) {
 				listening := channels(t, oldSock, oldPrefix)
 				return !slices.Contains(listening, oldNodes[0]) && !slices.Contains(listening, oldNodes[1])
 			})
-			if n := holders(t, oldSock, oldPrefix, oldNames); n != 0 {
-				t.Fatal("the old coordinator closed without giving its lease back")
-			}
+			// (Under lease_ttl's change, the waiting request holds busy's lease
+			// for a moment.)
+			waitUntil(t, func() bool { return holders(t, oldSock, oldPrefix, oldNames) == 0 })
 			if change == "address" {
 				waitUntil(t, func() bool { return connectedClients(t, oldSock) == 1 })
 			}
-			if r := <-fencedGet(ins[1], "/", busy); r.status != http.StatusOK {
+			if waiting == nil {
+				waiting = fencedGet(ins[1], "/", busy)
+			}
+			if r := <-waiting; r.status != http.StatusOK {
 				t.Fatalf("the session of the request admitted before the reload, afterwards: %d %v", r.status, r.err)
 			}
 			if overlaps, _, _, _ := b.counts(); overlaps != 0 {
