@@ -141,7 +141,9 @@ func TestClusterRedisTLSAndACL(t *testing.T) {
 	const password = "redis-acl-password-0123"
 	addr, sock := startTLSRedis(t, dir, certFile, keyFile, ca.pemFile, password)
 	t.Setenv("SQ_IT_REDIS_PASSWORD", password)
-	sq := func(caFile, password string) string {
+	// timings: the load's first requests open some 200 TLS connections
+	// at once, which under -race can take a while.
+	sq := func(caFile, password, timings string) string {
 		return fmt.Sprintf(`session_queue {
 	read_only header X-Read 1
 	max_readers 3
@@ -152,10 +154,9 @@ func TestClusterRedisTLSAndACL(t *testing.T) {
 		username sq
 		password %s
 		secret %s
-		lease_ttl 3s
-		op_timeout 500ms
+		%s
 	}
-}`, addr, caFile, password, clusterSecret)
+}`, addr, caFile, password, clusterSecret, timings)
 	}
 
 	t.Run("right CA and password", func(t *testing.T) {
@@ -163,8 +164,8 @@ func TestClusterRedisTLSAndACL(t *testing.T) {
 		caddyDir := backendDir(t)
 		site := fmt.Sprintf(fenceUpstream, b.addr)
 		ins := []*instance{
-			startInstance(t, caddyDir, 0, sq(ca.pemFile, "{env.SQ_IT_REDIS_PASSWORD}"), site),
-			startInstance(t, caddyDir, 1, sq(ca.pemFile, "{env.SQ_IT_REDIS_PASSWORD}"), site),
+			startInstance(t, caddyDir, 0, sq(ca.pemFile, "{env.SQ_IT_REDIS_PASSWORD}", "op_timeout 2s\n\t\tlease_ttl 10s"), site),
+			startInstance(t, caddyDir, 1, sq(ca.pemFile, "{env.SQ_IT_REDIS_PASSWORD}", "op_timeout 2s\n\t\tlease_ttl 10s"), site),
 		}
 		res := runLoad(t, ins, 50, 8)
 		overlaps, fenceBack, fenced, sessions := b.counts()
@@ -195,7 +196,7 @@ func TestClusterRedisTLSAndACL(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := startOverlapBackend(t, 3)
-			in := startInstance(t, backendDir(t), 0, sq(c.caFile, c.password), fmt.Sprintf(fenceUpstream, b.addr))
+			in := startInstance(t, backendDir(t), 0, sq(c.caFile, c.password, "op_timeout 500ms\n\t\tlease_ttl 3s"), fmt.Sprintf(fenceUpstream, b.addr))
 			req, _ := http.NewRequest("GET", in.url("/"), nil)
 			req.Header.Set("Cookie", "PHPSESSID="+newSessionID())
 			resp, err := clusterClient.Do(req)
