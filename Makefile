@@ -4,7 +4,7 @@ GO ?= go
 export XDG_CONFIG_HOME ?= $(CURDIR)/.cache/xdg-config
 export XDG_DATA_HOME ?= $(CURDIR)/.cache/xdg-data
 
-.PHONY: build run test test-deps unit integration smoke bench bench-load flood fuzz clean
+.PHONY: build run test test-deps unit integration smoke bench bench-load bench-cluster flood fuzz clean
 
 build:
 	$(GO) build -o bin/caddy ./cmd/caddy
@@ -42,6 +42,11 @@ bench:
 bench-load:
 	command -v wrk >/dev/null || apt-get install -y wrk
 	bash bench/load.sh
+
+# Cluster mode vs local mode, two instances and one redis-server (BENCHMARKS.md).
+bench-cluster:
+	command -v wrk >/dev/null || apt-get install -y wrk
+	bash bench/cluster.sh
 
 # Hostile floods through a real Caddy, with Caddy's RSS (BENCHMARKS.md).
 flood:

@@ -474,7 +474,11 @@ type clusterMetrics struct {
 	mismatches      prometheus.Counter
 	// lastMismatchLog is the UnixNano time of the last error logged for a
 	// secret mismatch: once a minute is loud enough.
-	lastMismatchLog *atomic.Int64
+	lastMismatchLog atomic.Int64
+	// lastErr is the error of the last Redis call that failed, which the
+	// warning that Redis became unavailable names: a wrong CA or password
+	// shows there, not only in the counters.
+	lastErr atomic.Pointer[error]
 }
 
 func newClusterMetrics(zone string, logger *zap.Logger) clusterMetrics {
@@ -487,7 +491,6 @@ func newClusterMetrics(zone string, logger *zap.Logger) clusterMetrics {
 		lost:            leaseLostTotal.WithLabelValues(zone),
 		handoffs:        handoffsTotal.WithLabelValues(zone),
 		mismatches:      secretMismatchesTotal.WithLabelValues(zone),
-		lastMismatchLog: new(atomic.Int64),
 	}
 }
 
@@ -506,14 +509,19 @@ func (m *clusterMetrics) Call(op string, took time.Duration, err error) {
 	redisSeconds.WithLabelValues(m.zone, op).Observe(took.Seconds())
 	if err != nil {
 		redisErrorsTotal.WithLabelValues(m.zone, op).Inc()
+		m.lastErr.Store(&err)
 	}
 }
 
 func (m *clusterMetrics) Degraded(down bool) {
 	if down {
 		m.degraded.Set(1)
+		fields := []zap.Field{zap.String("zone", m.zone)}
+		if err := m.lastErr.Load(); err != nil {
+			fields = append(fields, zap.Error(*err))
+		}
 		m.logger.Warn("redis unavailable: sessions whose lease this instance does not hold are refused (on_error reject) or serialized on this instance only (on_error local)",
-			zap.String("zone", m.zone))
+			fields...)
 		return
 	}
 	m.degraded.Set(0)

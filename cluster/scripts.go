@@ -100,7 +100,9 @@ end
 // published to the channel); {2, name} the session is linked to another
 // name; {3, ms, boot, now} Redis lost its data recently: retry after ms;
 // {4} other nodes use this prefix with another secret (check), so that
-// their names for the same sessions differ from this node's.
+// their names for the same sessions differ from this node's: the check of
+// the last acquire stands for a lease time, so that after every instance
+// changed its secret the new one is refused that long at most.
 // now is Redis's time in ms, by which the node dates pushed grants.
 var acquireScript = redis.NewScript(prelude + `
 local ticket, chan, name = ARGV[1], ARGV[4], ARGV[7]
@@ -108,7 +110,7 @@ local check = redis.call('GET', KEYS[6])
 if check and check ~= ARGV[10] then
   return {4}
 end
-redis.call('SET', KEYS[6], ARGV[10], 'PX', keep)
+redis.call('SET', KEYS[6], ARGV[10], 'PX', ttl)
 local link = redis.call('GET', KEYS[4])
 if link then
   redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[8]))

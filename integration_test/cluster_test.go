@@ -156,6 +156,8 @@ type overlapBackend struct {
 	fenceBack  int
 	fenced     int
 	addr       string
+	// gates hold requests with ?gate=NAME until openGate(NAME).
+	gates map[string]chan struct{}
 }
 
 type sessionLoad struct {
@@ -166,7 +168,7 @@ type sessionLoad struct {
 }
 
 func startOverlapBackend(t *testing.T, maxReaders int) *overlapBackend {
-	b := &overlapBackend{maxReaders: maxReaders, sessions: make(map[string]*sessionLoad)}
+	b := &overlapBackend{maxReaders: maxReaders, sessions: make(map[string]*sessionLoad), gates: make(map[string]chan struct{})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -174,8 +176,39 @@ func startOverlapBackend(t *testing.T, maxReaders int) *overlapBackend {
 	b.addr = ln.Addr().String()
 	srv := &http.Server{Handler: b}
 	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	t.Cleanup(func() {
+		srv.Close()
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for name, gate := range b.gates {
+			if gate != nil {
+				close(gate)
+				b.gates[name] = nil
+			}
+		}
+	})
 	return b
+}
+
+// gate returns the channel that holds requests with ?gate=name.
+func (b *overlapBackend) gate(name string) chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.gates[name]; !ok {
+		b.gates[name] = make(chan struct{})
+	}
+	return b.gates[name]
+}
+
+// openGate lets the requests held at gate name (and later ones) through.
+func (b *overlapBackend) openGate(name string) {
+	gate := b.gate(name)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.gates[name] != nil {
+		close(gate)
+		b.gates[name] = nil
+	}
 }
 
 func (b *overlapBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -213,7 +246,13 @@ func (b *overlapBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(ms)
 		sleep = time.Duration(n) * time.Millisecond
 	}
-	time.Sleep(sleep)
+	if name := r.URL.Query().Get("gate"); name != "" {
+		if gate := b.gate(name); gate != nil {
+			<-gate
+		}
+	} else {
+		time.Sleep(sleep)
+	}
 	b.mu.Lock()
 	if reader {
 		s.readers--
