@@ -438,10 +438,13 @@ func (c *Coordinator) startAttempt(e *entry) {
 // waiter has left.
 func (c *Coordinator) acquire(e *entry, a *attempt, ticket string) {
 	defer c.done.Done()
-	// A grant pushed before the node's channel is subscribed is lost, but
-	// not waited for: the subscription asks again for every pending
-	// ticket (see listen), and waiting for it would make the first
-	// request with Redis away take two op_timeouts.
+	// A grant pushed before the channel is subscribed would be lost and
+	// found only by the next refresh.
+	select {
+	case <-c.subscribed:
+	case <-time.After(c.cfg.OpTimeout):
+	case <-a.abandon:
+	}
 	c.mu.Lock()
 	name := e.name
 	c.mu.Unlock()
@@ -650,10 +653,10 @@ func (c *Coordinator) listen() {
 			if first {
 				first = false
 				close(c.subscribed)
+				continue
 			}
-			// Pushes sent before the subscription, or while the
-			// connection was down, are lost: ask again for every pending
-			// ticket.
+			// Pushes sent while the connection was down are lost: ask
+			// again for every pending ticket.
 			c.mu.Lock()
 			for _, e := range c.tickets {
 				if a := e.attempt; a != nil {
