@@ -96,6 +96,9 @@ const (
 	// breakerWindow is how long Hold fails at once after a failed call,
 	// so that an outage costs one op_timeout per window, not per request.
 	breakerWindow = 250 * time.Millisecond
+	// probeEvery is how often a node that cannot reach Redis tries again
+	// (a renewal if it holds leases, else a ping).
+	probeEvery = 2 * breakerWindow
 )
 
 // Coordinator holds leases for one node. It owns its Redis client.
@@ -131,6 +134,10 @@ type Coordinator struct {
 	calRedis int64
 	// subscribed is closed once the node's channel is subscribed.
 	subscribed chan struct{}
+	// renewNow asks renewLoop for a renewal at once: the pub/sub
+	// connection came back, so Redis may have restarted and lost the
+	// leases, which a holder must reclaim within the grace.
+	renewNow chan struct{}
 	stop       chan struct{}
 	done       sync.WaitGroup
 }
@@ -214,6 +221,7 @@ func New(client redis.UniversalClient, cfg Config) *Coordinator {
 		entries:    make(map[string]*entry),
 		tickets:    make(map[string]*entry),
 		subscribed: make(chan struct{}),
+		renewNow:   make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 	}
 	c.chann = cfg.Prefix + "n:" + c.node
@@ -256,9 +264,13 @@ func ms(d time.Duration) int64 { return d.Milliseconds() }
 func (c *Coordinator) keep() int64 { return 2 * ms(max(c.cfg.LeaseTTL, waiterTTL)) }
 
 // grace is how long after a new boot (a Redis that lost its data) nodes
-// that knew the old one get no new lease: one renewal period and a call's
-// time, in which holders reclaim theirs.
-func (c *Coordinator) grace() int64 { return ms(c.cfg.LeaseTTL/3 + 2*c.cfg.OpTimeout) }
+// that knew the old one get no new lease, so that holders reclaim theirs
+// first. A holder renews as soon as it hears of Redis again: its pub/sub
+// connection, broken when Redis went, is subscribed again within 100 ms
+// of Redis accepting connections (go-redis retries that often), and a
+// renewal that fails then is tried again by the next probe: two calls and
+// a probe period.
+func (c *Coordinator) grace() int64 { return ms(2*c.cfg.OpTimeout + probeEvery) }
 
 func (c *Coordinator) knownBoot() string {
 	c.mu.Lock()
@@ -655,6 +667,9 @@ func (c *Coordinator) listen() {
 				close(c.subscribed)
 				continue
 			}
+			// Redis went away, and may have lost the leases: renew now, to
+			// reclaim them within the grace.
+			poke(c.renewNow)
 			// Pushes sent while the connection was down are lost: ask
 			// again for every pending ticket.
 			c.mu.Lock()
@@ -746,15 +761,16 @@ func (c *Coordinator) renewLoop() {
 	// While Redis is unavailable, a probe finds out when it is back, even
 	// if no request asks. A holder's probe is a renewal: after Redis lost
 	// its data, the first renewal that gets through reclaims the leases,
-	// and only the grace after the new boot (one renewal period) allows
-	// for it.
-	probe := time.NewTicker(2 * breakerWindow)
+	// and only the grace after the new boot allows for it.
+	probe := time.NewTicker(probeEvery)
 	defer probe.Stop()
 	for {
 		select {
 		case <-c.stop:
 			return
 		case <-tick.C:
+			c.renew()
+		case <-c.renewNow:
 			c.renew()
 		case <-probe.C:
 			c.mu.Lock()

@@ -283,9 +283,19 @@ func (r *redisServer) pause(t *testing.T, d time.Duration) {
 	}
 }
 
+// After a restart that lost the leases, the holder reclaims its lease
+// before another node can have it: at its next renewal with a short
+// lease_ttl, and, with a long one (its next renewal 10 s away, past the
+// grace), as soon as its pub/sub connection is back.
 func TestRedisRestartHolderReclaimsFirst(t *testing.T) {
+	for _, ttl := range []time.Duration{1500 * time.Millisecond, 30 * time.Second} {
+		t.Run(ttl.String(), func(t *testing.T) { testRestartHolderReclaimsFirst(t, ttl) })
+	}
+}
+
+func testRestartHolderReclaimsFirst(t *testing.T, ttl time.Duration) {
 	r := startRedis(t)
-	a, b := newNode(t, r, 1500*time.Millisecond), newNode(t, r, 1500*time.Millisecond)
+	a, b := newNode(t, r, ttl), newNode(t, r, ttl)
 	busy, _, _ := a.table.Acquire(context.Background(), "sess", queue.Read, 0)
 	la := holdWithin(t, a, "sess", 5*time.Second)
 	b.Drop(holdWithin(t, b, "other", 5*time.Second)) // b knows this Redis

@@ -15,8 +15,9 @@ import "github.com/redis/go-redis/v9"
 // served the protocol, which every node remembers from its replies: a
 // node that finds another value has met a Redis that lost its data
 // (restarted without persistence, failed over to a replica that missed
-// writes), and is granted no new lease until one renewal period after the
-// new boot, so that holders from before the loss reclaim theirs first. A
+// writes), and is granted no new lease until a grace after the new boot
+// (Coordinator.grace), so that holders from before the loss reclaim
+// theirs first. A
 // node keeps sending the boot it knew until that grace has passed (see
 // Coordinator.sawReply), whatever the replies it gets meanwhile.
 //

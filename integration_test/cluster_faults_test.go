@@ -39,7 +39,7 @@ func (l leaseTimings) margin() time.Duration { return max(l.opTimeout, l.leaseTT
 
 // grace: after a Redis that lost its data first runs a script, instances
 // that knew it before get no new lease for this long.
-func (l leaseTimings) grace() time.Duration { return l.renewEvery() + 2*l.opTimeout }
+func (l leaseTimings) grace() time.Duration { return 2*l.opTimeout + clusterProbe }
 
 // recovery bounds the time from Redis answering again to the first 200 of
 // a session refused meanwhile. The last call that failed may end up to
@@ -411,8 +411,9 @@ func TestClusterRedisRestartHolderReclaims(t *testing.T) {
 	queued := make(chan dated, 1)
 	go func() { queued <- askOn(ins[0], "/?ms=100", id) }()
 	// Restart right after one of instance 0's renewals, so that the next
-	// comes a renewal period (2 s) later: the window in which only the
-	// grace keeps instance 1 out.
+	// periodic one comes 2 s later, past the grace: instance 0 must
+	// reclaim on hearing of Redis again (its pub/sub connection back),
+	// and the grace keep instance 1 out until then.
 	renewals := `caddy_session_queue_redis_seconds_count{op="renew",zone="default"}`
 	n := metric(t, ins[0], renewals)
 	waitUntil(t, func() bool { return metric(t, ins[0], renewals) > n })
