@@ -509,7 +509,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	start := arrived
 	root, pin := z.lineages.Resolve(found.ID)
 	body := watchQueuedBody(w, r)
-	turn, key, res, err := z.acquire(body.waitContext(r), root, qmode, time.Duration(h.MaxWait), body.onQueued())
+	turn, key, res, err := z.acquire(body.waitContext(r), root, qmode, start, time.Duration(h.MaxWait), body.onQueued())
 	q := h.newQueuedRequest(w, sreq)
 	if err == nil {
 		q.held.turn = turn
@@ -522,14 +522,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// regeneration, in logs and placeholders as in the admin API.
 	q.session.key = key
 	repl.Set(placeholderSession, &q.session)
-	waited := time.Since(start)
-	err = body.finish(err)
-	// A turn granted at once waited for nobody: 0, which costs no
-	// allocation to box.
+	// A turn granted at once waited for nobody: 0, which costs neither a
+	// reading of the clock nor an allocation to box.
+	var waited time.Duration
 	waitedMS := 0.0
 	if res.Queued {
+		waited = time.Since(start)
 		waitedMS = float64(waited) / float64(time.Millisecond)
 	}
+	err = body.finish(err)
 	repl.Set(placeholderWaitMS, waitedMS)
 	z.metrics.wait[mode].Observe(waited.Seconds())
 	if err != nil {
