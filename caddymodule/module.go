@@ -504,13 +504,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			mode, qmode = modeReader, queue.Read
 		}
 	}
-	repl.Set(placeholderMode, modeValues[mode])
 
 	start := arrived
 	root, pin := z.lineages.Resolve(found.ID)
 	body := watchQueuedBody(w, r)
 	turn, key, res, err := z.acquire(body.waitContext(r), root, qmode, start, time.Duration(h.MaxWait), body.onQueued())
-	q := h.newQueuedRequest(w, sreq)
+	q := h.newQueuedRequest(w, sreq, mode)
+	repl.Map(q.placeholder)
 	if err == nil {
 		q.held.turn = turn
 		// At once, so that nothing between here and the end of the request
@@ -521,7 +521,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// A session is named by its queue key, the same before and after a
 	// regeneration, in logs and placeholders as in the admin API.
 	q.session.key = key
-	repl.Set(placeholderSession, &q.session)
 	// A turn granted at once waited for nobody: 0, which costs neither a
 	// reading of the clock nor an allocation to box.
 	var waited time.Duration
@@ -531,10 +530,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		waitedMS = float64(waited) / float64(time.Millisecond)
 	}
 	err = body.finish(err)
-	repl.Set(placeholderWaitMS, waitedMS)
+	q.waitedMS = waitedMS
 	z.metrics.wait[mode].Observe(waited.Seconds())
 	if err != nil {
-		return h.refuse(w, r, repl, mode, err, &q.session, res, waited)
+		return h.refuse(w, q, err, res, waited)
 	}
 	result := resultImmediate
 	if res.Queued {
@@ -544,10 +543,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				zap.Int("ahead", res.Ahead), zap.Duration("waited", waited))
 		}
 	}
-	repl.Set(placeholderResult, resultValues[result])
-	if fence := turn.leases.fence(); fence != 0 {
-		repl.Set(placeholderFence, fence)
-	}
+	q.result, q.fence = result, turn.leases.fence()
 	z.count(mode, result)
 	z.metrics.inFlight[mode].Inc()
 	defer z.metrics.inFlight[mode].Dec()
@@ -630,7 +626,8 @@ func headerHasToken(value, token string) bool {
 }
 
 // refuse answers a request that got no turn.
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, mode int, err error, session fmt.Stringer, res queue.Result, waited time.Duration) error {
+func (h *Handler) refuse(w http.ResponseWriter, q *queuedRequest, err error, res queue.Result, waited time.Duration) error {
+	session := &q.session
 	var status, result int
 	switch {
 	case errors.Is(err, queue.ErrQueueFull):
@@ -649,8 +646,8 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Rep
 		status, result = statusClientClosedRequest, resultCanceled
 		err = fmt.Errorf("session_queue: client left after waiting %s for session %s: %w", waited.Round(time.Millisecond), session, err)
 	}
-	repl.Set(placeholderResult, resultValues[result])
-	h.zone.count(mode, result)
+	q.result = result
+	h.zone.count(q.mode, result)
 	if status != statusClientClosedRequest {
 		w.Header().Set("Retry-After", retryAfterSeconds(time.Duration(h.RetryAfter)))
 	}
