@@ -35,16 +35,35 @@ const (
 // bindingBytes, a constant so that a token can be made in an array.
 const bindingTokenLength = (bindingBytes*8 + 5) / 6
 
-// newBindingToken returns a fresh token from crypto/rand.
-func newBindingToken() string {
-	// Arrays, so that a token costs one allocation: every response to a
-	// browser without one makes one.
-	var b [bindingBytes]byte
-	var token [bindingTokenLength]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails; it crashes the program instead
-	base64.RawURLEncoding.Encode(token[:], b[:])
-	return string(token[:])
+// newBindingCookie returns a fresh token from crypto/rand, and the
+// Set-Cookie field that gives it to a browser, as http.SetCookie would
+// write it. The token is a substring of the field, so that both cost one
+// allocation: every response to a browser without a token makes them (wrk,
+// which keeps no cookies, gets one on every response), and the token, being
+// base64url, needs none of the checks http.Cookie makes.
+func newBindingCookie(secure bool) (token, field string) {
+	name, attributes := bindingCookie+"=", bindingAttributes
+	if secure {
+		name, attributes = secureBindingCookie+"=", secureBindingAttributes
+	}
+	var random [bindingBytes]byte
+	_, _ = rand.Read(random[:]) // crypto/rand.Read never fails; it crashes the program instead
+	var b [len(secureBindingCookie) + 1 + bindingTokenLength + len(secureBindingAttributes)]byte
+	n := copy(b[:], name)
+	base64.RawURLEncoding.Encode(b[n:], random[:])
+	n += bindingTokenLength
+	n += copy(b[n:], attributes)
+	field = string(b[:n])
+	return field[len(name) : len(name)+bindingTokenLength], field
 }
+
+// The binding cookie's attributes: scripts cannot read it, and it goes
+// with top-level navigations from other sites (a login's redirect back)
+// but not with their subrequests.
+const (
+	bindingAttributes       = "; Path=/; HttpOnly; SameSite=Lax"
+	secureBindingAttributes = "; Path=/; HttpOnly; Secure; SameSite=Lax"
+)
 
 // validBindingToken reports whether v has the form of a token this module
 // issues; anything else the client sends is ignored.
@@ -87,17 +106,6 @@ func headerMentions(values []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// bindingSetCookie is the Set-Cookie field that gives a browser its
-// token, as http.SetCookie would write it. Written out directly: every
-// response to a browser without a token carries one, and the token, being
-// base64url, needs none of the checks http.Cookie makes.
-func bindingSetCookie(token string, secure bool) string {
-	if secure {
-		return secureBindingCookie + "=" + token + "; Path=/; HttpOnly; Secure; SameSite=Lax"
-	}
-	return bindingCookie + "=" + token + "; Path=/; HttpOnly; SameSite=Lax"
 }
 
 // requestIsHTTPS reports whether the client reached the site over HTTPS:
