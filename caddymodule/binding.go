@@ -88,9 +88,6 @@ func presentedBinding(r *http.Request, secure bool) string {
 	if secure {
 		name = secureBindingCookie
 	}
-	if !headerMentions(r.Header["Cookie"], name) {
-		return "" // spares parsing every cookie of a request that has none
-	}
 	cookies := r.CookiesNamed(name)
 	if len(cookies) != 1 || !validBindingToken(cookies[0].Value) {
 		return ""

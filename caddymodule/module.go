@@ -449,7 +449,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	z := h.zone
 	z.enter()
 	defer z.leave()
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 
 	// One reading of the clock serves the tracker and the wait.
 	arrived := time.Now()
@@ -463,10 +462,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	sreq := sessionRequest{client: clientAddress(r), secure: requestIsHTTPS(r)}
-	if h.forwarding {
-		sreq.binding = presentedBinding(r, sreq.secure)
+	// One look through the Cookie header spares the two below most
+	// requests, which carry no binding cookie.
+	if headerMentions(r.Header["Cookie"], bindingCookie) {
+		if h.forwarding {
+			sreq.binding = presentedBinding(r, sreq.secure)
+		}
+		stripBindingCookies(r)
 	}
-	stripBindingCookies(r)
 	if !carriesID && malformed == nil && !bypass && h.minter != nil {
 		found = idgen.Found{ID: h.minter.Mint(), Kind: "cookie", Name: h.Cookies[0]}
 		carriesID, sreq.minted = true, true
@@ -479,19 +482,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	if !carriesID || bypass {
-		repl.Set(placeholderMode, modeValues[modeBypass])
-		z.count(modeBypass, resultImmediate)
-		z.metrics.inFlight[modeBypass].Inc()
-		defer z.metrics.inFlight[modeBypass].Dec()
-		if bypass {
-			return next.ServeHTTP(w, r)
-		}
-		// A request without a session may be issued one.
-		sw := &sessionWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, req: sreq}
-		if err := next.ServeHTTP(sw, r); err != nil {
-			return err
-		}
-		return sw.err()
+		return h.serveUnqueued(w, r, next, sreq, bypass)
 	}
 
 	mode, qmode := modeWriter, queue.Write
@@ -504,13 +495,38 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			mode, qmode = modeReader, queue.Read
 		}
 	}
+	return h.serveQueued(w, r, next, sreq, found.ID, mode, qmode, arrived)
+}
 
-	start := arrived
-	root, pin := z.lineages.Resolve(found.ID)
+// serveUnqueued passes on a request that bypasses the queue or carries no
+// session ID; the latter's response may issue it one.
+func (h *Handler) serveUnqueued(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, sreq sessionRequest, bypass bool) error {
+	z := h.zone
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set(placeholderMode, modeValues[modeBypass])
+	z.count(modeBypass, resultImmediate)
+	z.metrics.inFlight[modeBypass].Inc()
+	defer z.metrics.inFlight[modeBypass].Dec()
+	if bypass {
+		return next.ServeHTTP(w, r)
+	}
+	sw := &sessionWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, req: sreq}
+	if err := next.ServeHTTP(sw, r); err != nil {
+		return err
+	}
+	return sw.err()
+}
+
+// serveQueued serves a request with the session ID id, which arrived at
+// start, in its session's turn. It is a function of its own, with few
+// returns, so that the compiler open-codes its defers.
+func (h *Handler) serveQueued(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, sreq sessionRequest, id string, mode int, qmode queue.Mode, start time.Time) error {
+	z := h.zone
+	root, pin := z.lineages.Resolve(id)
 	body := watchQueuedBody(w, r)
 	turn, key, res, err := z.acquire(body.waitContext(r), root, qmode, start, time.Duration(h.MaxWait), body.onQueued())
 	q := h.newQueuedRequest(w, sreq, mode)
-	repl.Map(q.placeholder)
+	r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Map(q.placeholder)
 	if err == nil {
 		q.held.turn = turn
 		// At once, so that nothing between here and the end of the request
@@ -524,33 +540,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// A turn granted at once waited for nobody: 0, which costs neither a
 	// reading of the clock nor an allocation to box.
 	var waited time.Duration
-	waitedMS := 0.0
 	if res.Queued {
 		waited = time.Since(start)
-		waitedMS = float64(waited) / float64(time.Millisecond)
+		q.waitedMS = float64(waited) / float64(time.Millisecond)
 	}
 	err = body.finish(err)
-	q.waitedMS = waitedMS
 	z.metrics.wait[mode].Observe(waited.Seconds())
 	if err != nil {
 		return h.refuse(w, q, err, res, waited)
 	}
-	result := resultImmediate
+	q.result = resultImmediate
 	if res.Queued {
-		result = resultQueued
+		q.result = resultQueued
 		if c := h.logger.Check(zapcore.DebugLevel, "turn granted after waiting"); c != nil {
 			c.Write(zap.Stringer("session", &q.session), zap.String("mode", modeNames[mode]),
 				zap.Int("ahead", res.Ahead), zap.Duration("waited", waited))
 		}
 	}
-	q.result, q.fence = result, turn.leases.fence()
-	z.count(mode, result)
+	q.fence = turn.leases.fence()
+	z.count(mode, q.result)
 	z.metrics.inFlight[mode].Inc()
 	defer z.metrics.inFlight[mode].Dec()
 	if sreq.cookie != "" && !sreq.minted && h.forwarding {
 		// Requests that waited behind a regeneration, or that the same
 		// browser sent with the old ID just after it, go up with the new ID.
-		if newID, forwarded := z.lineages.Forward(found.ID, sreq.binding, start, h.regenerateGrace); forwarded {
+		if newID, forwarded := z.lineages.Forward(id, sreq.binding, start, h.regenerateGrace); forwarded {
 			if err := h.source.SetCookie(r.Header, sreq.cookie, newID); err != nil {
 				h.logger.Error("regenerated session ID not forwarded: cannot write its cookie", zap.Stringer("session", &q.session), zap.Error(err))
 			} else {
