@@ -54,7 +54,7 @@ FUZZFLAGS ?=
 FUZZ_TARGETS = \
 	./idgen/:FuzzCookie ./idgen/:FuzzQuery ./idgen/:FuzzResponseCookie \
 	./idgen/:FuzzKeyPattern ./idgen/:FuzzMint \
-	./caddymodule/:FuzzUnmarshalCaddyfile ./queue/:FuzzQueueSchedule
+	./caddymodule/:FuzzUnmarshalCaddyfile ./caddymodule/:FuzzBindingCookies ./queue/:FuzzQueueSchedule
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -147,7 +147,8 @@ func BenchmarkServeHTTPQueuedParallel(b *testing.B) {
 }
 
 // TestQueuedRequestAllocations holds the handler to its budget: a request
-// whose session is idle costs at most 4 allocations, and the session's
+// whose session is idle costs at most 4 allocations, with or without a
+// binding cookie, and the session's
 // hash is not computed unless a placeholder or log line reads it.
 func TestQueuedRequestAllocations(t *testing.T) {
 	h := &Handler{Zone: "allocs"}
@@ -168,6 +169,25 @@ func TestQueuedRequestAllocations(t *testing.T) {
 	t.Logf("%.0f allocations per queued request", allocs)
 	if allocs > 4 {
 		t.Errorf("%.0f allocations per queued request, want at most 4", allocs)
+	}
+
+	// A browser's request carries its binding cookie too, which the
+	// handler reads and takes out of the header.
+	const cookie = "_ga=GA1.2.3; PHPSESSID=v9l4b0r2k1mv3qf8tmd6s7j2a5; sq_binding=Jx0hC3oQ7nLwR2yTb5kZ9A"
+	browser := httptest.NewRequest(http.MethodGet, "/", nil)
+	cookies := []string{cookie}
+	resetBrowser := withReplacer(browser)
+	allocs = testing.AllocsPerRun(200, func() {
+		resetBrowser()
+		cookies[0] = cookie
+		browser.Header["Cookie"] = cookies
+		if err := h.ServeHTTP(w, browser, next); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Logf("%.0f allocations per queued request with a binding cookie", allocs)
+	if allocs > 4 {
+		t.Errorf("%.0f allocations per queued request with a binding cookie, want at most 4", allocs)
 	}
 
 	repl := req.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"net/http"
+	"net/textproto"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -82,17 +83,47 @@ func validBindingToken(v string) bool {
 
 // presentedBinding returns the binding token the request carries, or ""
 // when it carries none, a malformed one, or more than one (all but one
-// were planted, and which is which cannot be told).
+// were planted, and which is which cannot be told). It reads the Cookie
+// header as r.CookiesNamed does (without its limit on the number of
+// cookies, which bounds the allocations this does not make): a browser
+// sends its token with every request, and CookiesNamed cost two
+// allocations.
 func presentedBinding(r *http.Request, secure bool) string {
 	name := bindingCookie
 	if secure {
 		name = secureBindingCookie
 	}
-	cookies := r.CookiesNamed(name)
-	if len(cookies) != 1 || !validBindingToken(cookies[0].Value) {
+	token, found := "", 0
+	for _, line := range r.Header["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			pairName, value, _ := strings.Cut(textproto.TrimString(part), "=")
+			if textproto.TrimString(pairName) != name {
+				continue
+			}
+			if len(value) > 1 && value[0] == '"' && value[len(value)-1] == '"' {
+				value = value[1 : len(value)-1]
+			}
+			if validCookieValue(value) {
+				token, found = value, found+1
+			}
+		}
+	}
+	if found != 1 || !validBindingToken(token) {
 		return ""
 	}
-	return cookies[0].Value
+	return token
+}
+
+// validCookieValue reports whether net/http accepts v as a cookie's value.
+func validCookieValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c >= 0x7f || c == '"' || c == ';' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // headerMentions reports whether any of the field values contains s.
@@ -149,8 +180,40 @@ func stripBindingCookies(r *http.Request) {
 }
 
 // withoutBindingCookies returns one Cookie field without the binding
-// cookies, the others as they were.
+// cookies, the others as they were. When the binding cookies come first or
+// last in the field, as the browser's token mostly does, that is a
+// substring of it, which costs no allocation.
 func withoutBindingCookies(line string) string {
+	keptStart, keptEnd := -1, 0 // of the kept pairs, in line
+	gap := false                // a binding cookie between kept pairs
+	removed := false
+	for start := 0; start <= len(line); {
+		end := strings.IndexByte(line[start:], ';')
+		if end < 0 {
+			end = len(line)
+		} else {
+			end += start
+		}
+		name, _, _ := strings.Cut(line[start:end], "=")
+		if name = strings.TrimSpace(name); name == bindingCookie || name == secureBindingCookie {
+			removed = true
+		} else {
+			if keptStart < 0 {
+				keptStart = start
+			} else if removed {
+				gap = true
+			}
+			keptEnd = end
+			removed = false
+		}
+		start = end + 1
+	}
+	switch {
+	case keptStart < 0:
+		return ""
+	case !gap:
+		return strings.TrimSpace(line[keptStart:keptEnd])
+	}
 	parts := strings.Split(line, ";")
 	kept := parts[:0]
 	for _, part := range parts {
