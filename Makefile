@@ -52,7 +52,7 @@ flood:
 FUZZTIME ?= 1m
 FUZZFLAGS ?=
 FUZZ_TARGETS = \
-	./idgen/:FuzzCookie ./idgen/:FuzzQuery ./idgen/:FuzzResponseCookie \
+	./idgen/:FuzzCookie ./idgen/:FuzzQuery ./idgen/:FuzzResponseCookie ./idgen/:FuzzParseSetCookie \
 	./idgen/:FuzzKeyPattern ./idgen/:FuzzMint \
 	./caddymodule/:FuzzUnmarshalCaddyfile ./caddymodule/:FuzzBindingCookies ./queue/:FuzzQueueSchedule
 
