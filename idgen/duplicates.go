@@ -66,12 +66,17 @@ const (
 
 type trackerShard struct {
 	mu sync.Mutex
-	// keys and sightings are the shard's sets, ways entries each: key 0 is
-	// an empty entry. They start small and double, up to maxSets sets,
-	// when an ID finds its set full before the shard is at its size.
-	keys      []uint64
-	sightings []sighting
-	_         [8]byte // keep neighbouring shards' mutexes off one cache line
+	// keys, ats and clients are the shard's sets, ways entries each, an
+	// ID's hash and its sighting: key 0 is an empty entry. Apart, so that
+	// looking through a set for an ID reads its keys alone, and choosing
+	// the one to push out its keys and times: under a flood of new IDs
+	// every request does both, in a table far larger than the CPU's
+	// caches. They start small and double, up to maxSets sets, when an ID
+	// finds its set full before the shard is at its size.
+	keys    []uint64
+	ats     []int64
+	clients []clientAddress
+	_       [48]byte // keep neighbouring shards' mutexes off one cache line
 }
 
 // sighting is the last time an ID was seen, and by whom, without a
@@ -80,6 +85,10 @@ type sighting struct {
 	at     int64 // Unix nanoseconds
 	client clientAddress
 }
+
+func (s *trackerShard) sighting(i int) sighting { return sighting{at: s.ats[i], client: s.clients[i]} }
+
+func (s *trackerShard) record(i int, seen sighting) { s.ats[i], s.clients[i] = seen.at, seen.client }
 
 // clientAddress is a client's address held in place; an address longer
 // than maxInlineClient is held as its first truncatedClient bytes and a
@@ -163,8 +172,8 @@ func (t *DuplicateTracker) Presented(id, client string, now time.Time) {
 	key, s := t.shard(id)
 	seen := sighting{at: now.UnixNano(), client: t.makeClientAddress(client, false)}
 	s.mu.Lock()
-	e, _ := t.entry(s, key)
-	*e = seen
+	i, _ := t.entry(s, key)
+	s.record(i, seen)
 	s.mu.Unlock()
 }
 
@@ -178,9 +187,9 @@ func (t *DuplicateTracker) Issued(id, client string, now time.Time) (dup Duplica
 	key, s := t.shard(id)
 	seen := sighting{at: now.UnixNano(), client: t.makeClientAddress(client, true)}
 	s.mu.Lock()
-	e, known := t.entry(s, key)
-	before := *e
-	*e = seen
+	i, known := t.entry(s, key)
+	before := s.sighting(i)
+	s.record(i, seen)
 	s.mu.Unlock()
 	if !known || sameClient(before.client, seen.client) ||
 		now.Sub(time.Unix(0, before.at)) > time.Duration(t.window.Load()) {
@@ -206,8 +215,8 @@ func (t *DuplicateTracker) SetWindow(window time.Duration) { t.window.Store(int6
 func (t *DuplicateTracker) Withheld(id string, dup Duplicate) {
 	key, s := t.shard(id)
 	s.mu.Lock()
-	e, _ := t.entry(s, key)
-	*e = dup.first
+	i, _ := t.entry(s, key)
+	s.record(i, dup.first)
 	s.mu.Unlock()
 }
 
@@ -221,32 +230,35 @@ func (t *DuplicateTracker) shard(id string) (uint64, *trackerShard) {
 // entry returns the entry of key in its shard s, locked, and whether it
 // is one key had: else an empty one, or, when key's set is full and the
 // shard at its size, that of the set's least recently seen ID, which is
-// forgotten. The caller stores the sighting.
-func (t *DuplicateTracker) entry(s *trackerShard, key uint64) (e *sighting, known bool) {
+// forgotten. The caller records the sighting.
+func (t *DuplicateTracker) entry(s *trackerShard, key uint64) (i int, known bool) {
 	for {
 		if len(s.keys) > 0 {
 			first := t.set(len(s.keys)/t.ways, key) * t.ways
 			keys := s.keys[first : first+t.ways]
-			free, oldest := -1, 0
+			free := -1
 			for i, k := range keys {
-				switch {
-				case k == key:
-					return &s.sightings[first+i], true
-				case k == 0:
-					if free < 0 {
-						free = i
-					}
-				case s.sightings[first+i].at < s.sightings[first+oldest].at:
-					oldest = i
+				if k == key {
+					return first + i, true
+				}
+				if k == 0 && free < 0 {
+					free = i
 				}
 			}
-			switch {
-			case free >= 0:
+			if free >= 0 {
 				keys[free] = key
-				return &s.sightings[first+free], false
-			case len(s.keys) == t.maxSets*t.ways:
+				return first + free, false
+			}
+			if len(s.keys) == t.maxSets*t.ways {
+				ats := s.ats[first : first+t.ways]
+				oldest := 0
+				for i, at := range ats {
+					if at < ats[oldest] {
+						oldest = i
+					}
+				}
 				keys[oldest] = key
-				return &s.sightings[first+oldest], false
+				return first + oldest, false
 			}
 		}
 		t.grow(s)
@@ -265,13 +277,14 @@ func (t *DuplicateTracker) set(sets int, key uint64) int {
 // holds: the least recently seen are forgotten, as they would be next.
 func (t *DuplicateTracker) grow(s *trackerShard) {
 	sets := min(max(2*len(s.keys)/t.ways, 1), t.maxSets)
-	oldKeys, oldSightings := s.keys, s.sightings
+	old := trackerShard{keys: s.keys, ats: s.ats, clients: s.clients}
 	s.keys = make([]uint64, sets*t.ways)
-	s.sightings = make([]sighting, sets*t.ways)
-	for i, key := range oldKeys {
+	s.ats = make([]int64, sets*t.ways)
+	s.clients = make([]clientAddress, sets*t.ways)
+	for i, key := range old.keys {
 		if key != 0 {
-			e, _ := t.entry(s, key)
-			*e = oldSightings[i]
+			j, _ := t.entry(s, key)
+			s.record(j, old.sighting(i))
 		}
 	}
 }
