@@ -57,9 +57,9 @@ flood:
 FUZZTIME ?= 1m
 FUZZFLAGS ?=
 FUZZ_TARGETS = \
-	./idgen/:FuzzCookie ./idgen/:FuzzQuery ./idgen/:FuzzResponseCookie \
+	./idgen/:FuzzCookie ./idgen/:FuzzQuery ./idgen/:FuzzResponseCookie ./idgen/:FuzzParseSetCookie \
 	./idgen/:FuzzKeyPattern ./idgen/:FuzzMint \
-	./caddymodule/:FuzzUnmarshalCaddyfile ./queue/:FuzzQueueSchedule
+	./caddymodule/:FuzzUnmarshalCaddyfile ./caddymodule/:FuzzBindingCookies ./queue/:FuzzQueueSchedule
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

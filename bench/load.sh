@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make bench-load: plain reverse_proxy (:9181) vs session_queue (:9182) in
 # one Caddy, alternating rounds, for each session mix. Prints one line per
-# mix: req/s ratio (median, min-max over rounds), p50/p99 latencies, and
-# for the hot session the handoff (release -> next request at the backend).
+# mix: req/s ratio (median, min-max over rounds), p50/p99 latencies, Caddy's
+# CPU time per request (user + system, from /proc), and for the hot session
+# the handoff (release -> next request at the backend).
 set -euo pipefail
 ROUNDS=${ROUNDS:-9} DURATION=${DURATION:-3s} CONNS=${CONNS:-32} THREADS=${THREADS:-2}
 MIXES=${MIXES:-"unique many none hot"}
@@ -14,16 +15,20 @@ go build -o bin/nullbackend ./bench/nullbackend
 ./bin/caddy run --config bench/Caddyfile.bench --adapter caddyfile >/dev/null 2>&1 & caddy=$!
 trap 'kill $backend $caddy 2>/dev/null' EXIT
 for _ in $(seq 50); do curl -fs localhost:9182/ >/dev/null 2>&1 && break; sleep 0.1; done
-run() { # port mode -> "rps p50_us p99_us"
-	SQ_MODE=$2 wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s bench/cookies.lua "http://127.0.0.1:$1/" |
-	awk 'function us(v){ if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; return v*1e6 }
-	     /Requests\/sec/ {rps=$2} $1=="50%" {p50=us($2)} $1=="99%" {p99=us($2)}
-	     END {printf "%d %.0f %.0f\n", rps, p50, p99}'
+# Caddy's CPU time (user + system), in clock ticks.
+cputicks() { awk '{print $14 + $15}' "/proc/$caddy/stat"; }
+run() { # port mode -> "rps p50_us p99_us cpu_us_per_request"
+	local before out; before=$(cputicks)
+	out=$(SQ_MODE=$2 wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s bench/cookies.lua "http://127.0.0.1:$1/")
+	awk -v ticks="$(( $(cputicks) - before ))" -v hz="$(getconf CLK_TCK)" '
+	     function us(v){ if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; return v*1e6 }
+	     /Requests\/sec/ {rps=$2} $1=="50%" {p50=us($2)} $1=="99%" {p99=us($2)} / requests in / {n=$1}
+	     END {printf "%d %.0f %.0f %.1f\n", rps, p50, p99, ticks * 1e6 / hz / n}' <<<"$out"
 }
 echo "# $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); wrk -t$THREADS -c$CONNS, $ROUNDS rounds of $DURATION"
-printf "%-7s %10s %10s %20s %14s %14s %s\n" mix plain_rps queue_rps "ratio med (min-max)" "p50 us pl/q" "p99 us pl/q" "handoff p50/p99 us"
+printf "%-7s %10s %10s %20s %14s %14s %18s %s\n" mix plain_rps queue_rps "ratio med (min-max)" "p50 us pl/q" "p99 us pl/q" "Caddy CPU us/req" "handoff p50/p99 us"
 for mix in $MIXES; do
-	ratios=() ; pr=() ; qr=(); p50p=(); p50q=(); p99p=(); p99q=(); h50=(); h99=()
+	ratios=() ; pr=() ; qr=(); p50p=(); p50q=(); p99p=(); p99q=(); h50=(); h99=(); cpup=(); cpuq=()
 	for round in $(seq "$ROUNDS"); do
 		# Alternate which side goes first, so drift hits both alike.
 		if (( round % 2 )); then
@@ -35,8 +40,8 @@ for mix in $MIXES; do
 			a=$(run 9181 "$mix")
 		fi
 		h50+=("$g50"); h99+=("$g99")
-		read -r ar a50 a99 <<<"$a"; read -r br b50 b99 <<<"$b"
-		pr+=("$ar"); qr+=("$br"); p50p+=("$a50"); p50q+=("$b50"); p99p+=("$a99"); p99q+=("$b99")
+		read -r ar a50 a99 acpu <<<"$a"; read -r br b50 b99 bcpu <<<"$b"
+		pr+=("$ar"); qr+=("$br"); p50p+=("$a50"); p50q+=("$b50"); p99p+=("$a99"); p99q+=("$b99"); cpup+=("$acpu"); cpuq+=("$bcpu")
 		ratios+=("$(awk -v a="$ar" -v b="$br" 'BEGIN{printf "%.3f", b/a}')")
 	done
 	med() { printf "%s\n" "$@" | sort -g | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
@@ -44,7 +49,8 @@ for mix in $MIXES; do
 	mx() { printf "%s\n" "$@" | sort -g | tail -1; }
 	handoff=-
 	[ "$mix" = hot ] && handoff="$(med "${h50[@]}")/$(med "${h99[@]}")"
-	printf "%-7s %10s %10s %8s (%s-%s) %6s/%-6s %6s/%-6s %s\n" "$mix" "$(med "${pr[@]}")" "$(med "${qr[@]}")" \
+	printf "%-7s %10s %10s %8s (%s-%s) %6s/%-6s %6s/%-6s %8s/%-9s %s\n" "$mix" "$(med "${pr[@]}")" "$(med "${qr[@]}")" \
 		"$(med "${ratios[@]}")" "$(mn "${ratios[@]}")" "$(mx "${ratios[@]}")" \
-		"$(med "${p50p[@]}")" "$(med "${p50q[@]}")" "$(med "${p99p[@]}")" "$(med "${p99q[@]}")" "$handoff"
+		"$(med "${p50p[@]}")" "$(med "${p50q[@]}")" "$(med "${p99p[@]}")" "$(med "${p99q[@]}")" \
+		"$(med "${cpup[@]}")" "$(med "${cpuq[@]}")" "$handoff"
 done

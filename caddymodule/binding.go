@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"net/http"
+	"net/textproto"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -35,16 +36,35 @@ const (
 // bindingBytes, a constant so that a token can be made in an array.
 const bindingTokenLength = (bindingBytes*8 + 5) / 6
 
-// newBindingToken returns a fresh token from crypto/rand.
-func newBindingToken() string {
-	// Arrays, so that a token costs one allocation: every response to a
-	// browser without one makes one.
-	var b [bindingBytes]byte
-	var token [bindingTokenLength]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails; it crashes the program instead
-	base64.RawURLEncoding.Encode(token[:], b[:])
-	return string(token[:])
+// newBindingCookie returns a fresh token from crypto/rand, and the
+// Set-Cookie field that gives it to a browser, as http.SetCookie would
+// write it. The token is a substring of the field, so that both cost one
+// allocation: every response to a browser without a token makes them (wrk,
+// which keeps no cookies, gets one on every response), and the token, being
+// base64url, needs none of the checks http.Cookie makes.
+func newBindingCookie(secure bool) (token, field string) {
+	name, attributes := bindingCookie+"=", bindingAttributes
+	if secure {
+		name, attributes = secureBindingCookie+"=", secureBindingAttributes
+	}
+	var random [bindingBytes]byte
+	_, _ = rand.Read(random[:]) // crypto/rand.Read never fails; it crashes the program instead
+	var b [len(secureBindingCookie) + 1 + bindingTokenLength + len(secureBindingAttributes)]byte
+	n := copy(b[:], name)
+	base64.RawURLEncoding.Encode(b[n:], random[:])
+	n += bindingTokenLength
+	n += copy(b[n:], attributes)
+	field = string(b[:n])
+	return field[len(name) : len(name)+bindingTokenLength], field
 }
+
+// The binding cookie's attributes: scripts cannot read it, and it goes
+// with top-level navigations from other sites (a login's redirect back)
+// but not with their subrequests.
+const (
+	bindingAttributes       = "; Path=/; HttpOnly; SameSite=Lax"
+	secureBindingAttributes = "; Path=/; HttpOnly; Secure; SameSite=Lax"
+)
 
 // validBindingToken reports whether v has the form of a token this module
 // issues; anything else the client sends is ignored.
@@ -63,20 +83,47 @@ func validBindingToken(v string) bool {
 
 // presentedBinding returns the binding token the request carries, or ""
 // when it carries none, a malformed one, or more than one (all but one
-// were planted, and which is which cannot be told).
+// were planted, and which is which cannot be told). It reads the Cookie
+// header as r.CookiesNamed does (without its limit on the number of
+// cookies, which bounds the allocations this does not make): a browser
+// sends its token with every request, and CookiesNamed cost two
+// allocations.
 func presentedBinding(r *http.Request, secure bool) string {
 	name := bindingCookie
 	if secure {
 		name = secureBindingCookie
 	}
-	if !headerMentions(r.Header["Cookie"], name) {
-		return "" // spares parsing every cookie of a request that has none
+	token, found := "", 0
+	for _, line := range r.Header["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			pairName, value, _ := strings.Cut(textproto.TrimString(part), "=")
+			if textproto.TrimString(pairName) != name {
+				continue
+			}
+			if len(value) > 1 && value[0] == '"' && value[len(value)-1] == '"' {
+				value = value[1 : len(value)-1]
+			}
+			if validCookieValue(value) {
+				token, found = value, found+1
+			}
+		}
 	}
-	cookies := r.CookiesNamed(name)
-	if len(cookies) != 1 || !validBindingToken(cookies[0].Value) {
+	if found != 1 || !validBindingToken(token) {
 		return ""
 	}
-	return cookies[0].Value
+	return token
+}
+
+// validCookieValue reports whether net/http accepts v as a cookie's value.
+func validCookieValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c >= 0x7f || c == '"' || c == ';' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // headerMentions reports whether any of the field values contains s.
@@ -87,17 +134,6 @@ func headerMentions(values []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// bindingSetCookie is the Set-Cookie field that gives a browser its
-// token, as http.SetCookie would write it. Written out directly: every
-// response to a browser without a token carries one, and the token, being
-// base64url, needs none of the checks http.Cookie makes.
-func bindingSetCookie(token string, secure bool) string {
-	if secure {
-		return secureBindingCookie + "=" + token + "; Path=/; HttpOnly; Secure; SameSite=Lax"
-	}
-	return bindingCookie + "=" + token + "; Path=/; HttpOnly; SameSite=Lax"
 }
 
 // requestIsHTTPS reports whether the client reached the site over HTTPS:
@@ -144,8 +180,40 @@ func stripBindingCookies(r *http.Request) {
 }
 
 // withoutBindingCookies returns one Cookie field without the binding
-// cookies, the others as they were.
+// cookies, the others as they were. When the binding cookies come first or
+// last in the field, as the browser's token mostly does, that is a
+// substring of it, which costs no allocation.
 func withoutBindingCookies(line string) string {
+	keptStart, keptEnd := -1, 0 // of the kept pairs, in line
+	gap := false                // a binding cookie between kept pairs
+	removed := false
+	for start := 0; start <= len(line); {
+		end := strings.IndexByte(line[start:], ';')
+		if end < 0 {
+			end = len(line)
+		} else {
+			end += start
+		}
+		name, _, _ := strings.Cut(line[start:end], "=")
+		if name = strings.TrimSpace(name); name == bindingCookie || name == secureBindingCookie {
+			removed = true
+		} else {
+			if keptStart < 0 {
+				keptStart = start
+			} else if removed {
+				gap = true
+			}
+			keptEnd = end
+			removed = false
+		}
+		start = end + 1
+	}
+	switch {
+	case keptStart < 0:
+		return ""
+	case !gap:
+		return strings.TrimSpace(line[keptStart:keptEnd])
+	}
 	parts := strings.Split(line, ";")
 	kept := parts[:0]
 	for _, part := range parts {

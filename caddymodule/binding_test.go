@@ -14,9 +14,9 @@ import (
 func TestBindingTokens(t *testing.T) {
 	seen := make(map[string]bool)
 	for range 100 {
-		token := newBindingToken()
+		token, _ := newBindingCookie(false)
 		if len(token) != 22 || !validBindingToken(token) {
-			t.Fatalf("newBindingToken() = %q: not a valid 22-character token", token)
+			t.Fatalf("newBindingCookie() = %q: not a valid 22-character token", token)
 		}
 		if seen[token] {
 			t.Fatalf("token %q issued twice", token)
@@ -33,7 +33,8 @@ func TestBindingTokens(t *testing.T) {
 }
 
 func TestPresentedBinding(t *testing.T) {
-	good, other := newBindingToken(), newBindingToken()
+	good, _ := newBindingCookie(false)
+	other, _ := newBindingCookie(false)
 	tests := []struct {
 		name   string
 		cookie string
@@ -120,7 +121,7 @@ func TestRequestIsHTTPS(t *testing.T) {
 // response to a request that carries a session cookie, or that sets one,
 // and keeps the one it has.
 func TestBindingCookieIssued(t *testing.T) {
-	held := newBindingToken()
+	held, _ := newBindingCookie(false)
 	tests := []struct {
 		name      string
 		forward   bool
@@ -175,16 +176,16 @@ func TestBindingCookieIssued(t *testing.T) {
 }
 
 // TestBindingSetCookie: the field written out by hand is the one
-// http.SetCookie writes for the binding cookie.
+// http.SetCookie writes for the binding cookie, with the token returned.
 func TestBindingSetCookie(t *testing.T) {
-	token := newBindingToken()
 	for _, secure := range []bool{false, true} {
+		token, field := newBindingCookie(secure)
 		want := &http.Cookie{Name: bindingCookie, Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
 		if secure {
 			want.Name, want.Secure = secureBindingCookie, true
 		}
-		if got := bindingSetCookie(token, secure); got != want.String() {
-			t.Errorf("secure %v: %q, http.SetCookie writes %q", secure, got, want.String())
+		if field != want.String() {
+			t.Errorf("secure %v: %q, http.SetCookie writes %q", secure, field, want.String())
 		}
 	}
 }

@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -34,6 +36,54 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 		var h Handler
 		if err := h.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens)); err != nil && !strings.Contains(err.Error(), "session_queue") {
 			t.Fatalf("the error does not name the directive: %v", err)
+		}
+	})
+}
+
+// FuzzBindingCookies holds the handler's own reading of the binding cookie
+// to net/http's: the token presentedBinding finds is the one
+// r.CookiesNamed finds, and withoutBindingCookies strips what splitting
+// the field at every ";" would.
+func FuzzBindingCookies(f *testing.F) {
+	const token = "Jx0hC3oQ7nLwR2yTb5kZ9A"
+	for _, seed := range []string{
+		"PHPSESSID=s; sq_binding=" + token,
+		"sq_binding=" + token + "; PHPSESSID=s",
+		"a=1; sq_binding=" + token + "; b=2",
+		"__Host-sq_binding=" + token + "; sq_binding=" + token,
+		"sq_binding=\"" + token + "\"",
+		" sq_binding =" + token + " ;;",
+		"sq_binding=" + token + "; sq_binding=" + token + "\\",
+		"a=1;;sq_binding=x; ;b",
+	} {
+		f.Add(seed, "", false)
+		f.Add(seed, "c=3", true)
+	}
+	f.Fuzz(func(t *testing.T, line, other string, secure bool) {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header["Cookie"] = []string{line, other}
+		name := bindingCookie
+		if secure {
+			name = secureBindingCookie
+		}
+		want := ""
+		if cookies := r.CookiesNamed(name); len(cookies) == 1 && validBindingToken(cookies[0].Value) {
+			want = cookies[0].Value
+		}
+		if strings.Count(line, ";")+strings.Count(other, ";") < 3000 { // CookiesNamed's limit
+			if got := presentedBinding(r, secure); got != want {
+				t.Fatalf("presentedBinding = %q, CookiesNamed finds %q", got, want)
+			}
+		}
+		var kept []string
+		for _, part := range strings.Split(line, ";") {
+			name, _, _ := strings.Cut(part, "=")
+			if name = strings.TrimSpace(name); name != bindingCookie && name != secureBindingCookie {
+				kept = append(kept, part)
+			}
+		}
+		if got, want := withoutBindingCookies(line), strings.TrimSpace(strings.Join(kept, ";")); got != want {
+			t.Fatalf("withoutBindingCookies(%q) = %q, want %q", line, got, want)
 		}
 	})
 }

@@ -135,19 +135,19 @@ func (t sessionTurn) Release() {
 	t.keying.leave(t.epoch)
 }
 
-// acquire waits, for at most maxWait in all (no limit when maxWait <= 0),
-// for a turn of the given mode on the session whose lineage is rooted at
+// acquire waits, for at most maxWait in all from since, the request's
+// arrival (no limit when maxWait <= 0), for a turn of the given mode on the session whose lineage is rooted at
 // root. key is the session's queue key under the pattern in force,
 // returned whatever the outcome. The errors are those of queue.Acquire;
 // after one, the request holds nothing. res tells whether it waited, and
 // how many requests were ahead of it on all its keys together.
-func (z *zone) acquire(ctx context.Context, root string, mode queue.Mode, maxWait time.Duration, onQueued func()) (turn sessionTurn, key string, res queue.Result, err error) {
+func (z *zone) acquire(ctx context.Context, root string, mode queue.Mode, since time.Time, maxWait time.Duration, onQueued func()) (turn sessionTurn, key string, res queue.Result, err error) {
 	epoch, epochs := z.keying.enter()
 	key = epoch.pattern.Key(root)
 	turn = sessionTurn{keying: &z.keying, epoch: epoch}
 	var deadline time.Time
 	if maxWait > 0 {
-		deadline = time.Now().Add(maxWait)
+		deadline = since.Add(maxWait)
 	}
 	if len(epochs.older) == 0 {
 		turn.turn, res, err = z.table.AcquireFunc(ctx, key, mode, maxWait, onQueued)

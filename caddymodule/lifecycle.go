@@ -55,8 +55,9 @@ type sessionWriter struct {
 	req        sessionRequest
 	checked    bool
 	duplicated error // set when the response is replaced by a 502
-	// issueBinding is set when req.binding was made for this response.
-	issueBinding bool
+	// bindingField is the Set-Cookie field of a req.binding made for
+	// this response, "" when the request presented one.
+	bindingField string
 }
 
 func (w *sessionWriter) WriteHeader(status int) {
@@ -132,8 +133,8 @@ func (w *sessionWriter) inspect() {
 	if w.req.cookie != "" {
 		w.binding()
 	}
-	if w.issueBinding {
-		w.Header()["Set-Cookie"] = append(w.Header()["Set-Cookie"], bindingSetCookie(w.req.binding, w.req.secure))
+	if w.bindingField != "" {
+		w.Header()["Set-Cookie"] = append(w.Header()["Set-Cookie"], w.bindingField)
 	}
 }
 
@@ -145,8 +146,7 @@ func (w *sessionWriter) binding() string {
 		return ""
 	}
 	if w.req.binding == "" {
-		w.req.binding = newBindingToken()
-		w.issueBinding = true
+		w.req.binding, w.bindingField = newBindingCookie(w.req.secure)
 	}
 	return w.req.binding
 }

@@ -449,7 +449,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	z := h.zone
 	z.enter()
 	defer z.leave()
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 
 	// One reading of the clock serves the tracker and the wait.
 	arrived := time.Now()
@@ -463,10 +462,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	sreq := sessionRequest{client: clientAddress(r), secure: requestIsHTTPS(r)}
-	if h.forwarding {
-		sreq.binding = presentedBinding(r, sreq.secure)
+	// One look through the Cookie header spares the two below most
+	// requests, which carry no binding cookie.
+	if headerMentions(r.Header["Cookie"], bindingCookie) {
+		if h.forwarding {
+			sreq.binding = presentedBinding(r, sreq.secure)
+		}
+		stripBindingCookies(r)
 	}
-	stripBindingCookies(r)
 	if !carriesID && malformed == nil && !bypass && h.minter != nil {
 		found = idgen.Found{ID: h.minter.Mint(), Kind: "cookie", Name: h.Cookies[0]}
 		carriesID, sreq.minted = true, true
@@ -479,19 +482,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	if !carriesID || bypass {
-		repl.Set(placeholderMode, modeValues[modeBypass])
-		z.count(modeBypass, resultImmediate)
-		z.metrics.inFlight[modeBypass].Inc()
-		defer z.metrics.inFlight[modeBypass].Dec()
-		if bypass {
-			return next.ServeHTTP(w, r)
-		}
-		// A request without a session may be issued one.
-		sw := &sessionWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, req: sreq}
-		if err := next.ServeHTTP(sw, r); err != nil {
-			return err
-		}
-		return sw.err()
+		return h.serveUnqueued(w, r, next, sreq, bypass)
 	}
 
 	mode, qmode := modeWriter, queue.Write
@@ -504,13 +495,38 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			mode, qmode = modeReader, queue.Read
 		}
 	}
-	repl.Set(placeholderMode, modeValues[mode])
+	return h.serveQueued(w, r, next, sreq, found.ID, mode, qmode, arrived)
+}
 
-	start := arrived
-	root, pin := z.lineages.Resolve(found.ID)
+// serveUnqueued passes on a request that bypasses the queue or carries no
+// session ID; the latter's response may issue it one.
+func (h *Handler) serveUnqueued(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, sreq sessionRequest, bypass bool) error {
+	z := h.zone
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set(placeholderMode, modeValues[modeBypass])
+	z.count(modeBypass, resultImmediate)
+	z.metrics.inFlight[modeBypass].Inc()
+	defer z.metrics.inFlight[modeBypass].Dec()
+	if bypass {
+		return next.ServeHTTP(w, r)
+	}
+	sw := &sessionWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, req: sreq}
+	if err := next.ServeHTTP(sw, r); err != nil {
+		return err
+	}
+	return sw.err()
+}
+
+// serveQueued serves a request with the session ID id, which arrived at
+// start, in its session's turn. It is a function of its own, with few
+// returns, so that the compiler open-codes its defers.
+func (h *Handler) serveQueued(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, sreq sessionRequest, id string, mode int, qmode queue.Mode, start time.Time) error {
+	z := h.zone
+	root, pin := z.lineages.Resolve(id)
 	body := watchQueuedBody(w, r)
-	turn, key, res, err := z.acquire(body.waitContext(r), root, qmode, time.Duration(h.MaxWait), body.onQueued())
-	q := h.newQueuedRequest(w, sreq)
+	turn, key, res, err := z.acquire(body.waitContext(r), root, qmode, start, time.Duration(h.MaxWait), body.onQueued())
+	q := h.newQueuedRequest(w, sreq, mode)
+	r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Map(q.placeholder)
 	if err == nil {
 		q.held.turn = turn
 		// At once, so that nothing between here and the end of the request
@@ -521,39 +537,34 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// A session is named by its queue key, the same before and after a
 	// regeneration, in logs and placeholders as in the admin API.
 	q.session.key = key
-	repl.Set(placeholderSession, &q.session)
-	waited := time.Since(start)
-	err = body.finish(err)
-	// A turn granted at once waited for nobody: 0, which costs no
-	// allocation to box.
-	waitedMS := 0.0
+	// A turn granted at once waited for nobody: 0, which costs neither a
+	// reading of the clock nor an allocation to box.
+	var waited time.Duration
 	if res.Queued {
-		waitedMS = float64(waited) / float64(time.Millisecond)
+		waited = time.Since(start)
+		q.waitedMS = float64(waited) / float64(time.Millisecond)
 	}
-	repl.Set(placeholderWaitMS, waitedMS)
+	err = body.finish(err)
 	z.metrics.wait[mode].Observe(waited.Seconds())
 	if err != nil {
-		return h.refuse(w, r, repl, mode, err, &q.session, res, waited)
+		return h.refuse(w, q, err, res, waited)
 	}
-	result := resultImmediate
+	q.result = resultImmediate
 	if res.Queued {
-		result = resultQueued
+		q.result = resultQueued
 		if c := h.logger.Check(zapcore.DebugLevel, "turn granted after waiting"); c != nil {
 			c.Write(zap.Stringer("session", &q.session), zap.String("mode", modeNames[mode]),
 				zap.Int("ahead", res.Ahead), zap.Duration("waited", waited))
 		}
 	}
-	repl.Set(placeholderResult, resultValues[result])
-	if fence := turn.leases.fence(); fence != 0 {
-		repl.Set(placeholderFence, fence)
-	}
-	z.count(mode, result)
+	q.fence = turn.leases.fence()
+	z.count(mode, q.result)
 	z.metrics.inFlight[mode].Inc()
 	defer z.metrics.inFlight[mode].Dec()
 	if sreq.cookie != "" && !sreq.minted && h.forwarding {
 		// Requests that waited behind a regeneration, or that the same
 		// browser sent with the old ID just after it, go up with the new ID.
-		if newID, forwarded := z.lineages.Forward(found.ID, sreq.binding, start, h.regenerateGrace); forwarded {
+		if newID, forwarded := z.lineages.Forward(id, sreq.binding, start, h.regenerateGrace); forwarded {
 			if err := h.source.SetCookie(r.Header, sreq.cookie, newID); err != nil {
 				h.logger.Error("regenerated session ID not forwarded: cannot write its cookie", zap.Stringer("session", &q.session), zap.Error(err))
 			} else {
@@ -629,7 +640,8 @@ func headerHasToken(value, token string) bool {
 }
 
 // refuse answers a request that got no turn.
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, mode int, err error, session fmt.Stringer, res queue.Result, waited time.Duration) error {
+func (h *Handler) refuse(w http.ResponseWriter, q *queuedRequest, err error, res queue.Result, waited time.Duration) error {
+	session := &q.session
 	var status, result int
 	switch {
 	case errors.Is(err, queue.ErrQueueFull):
@@ -651,8 +663,8 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, repl *caddy.Rep
 		status, result = statusClientClosedRequest, resultCanceled
 		err = fmt.Errorf("session_queue: client left after waiting %s for session %s: %w", waited.Round(time.Millisecond), session, err)
 	}
-	repl.Set(placeholderResult, resultValues[result])
-	h.zone.count(mode, result)
+	q.result = result
+	h.zone.count(q.mode, result)
 	if status != statusClientClosedRequest {
 		w.Header().Set("Retry-After", retryAfterSeconds(time.Duration(h.RetryAfter)))
 	}

@@ -18,16 +18,52 @@ type queuedRequest struct {
 	wrapper caddyhttp.ResponseWriterWrapper
 	writer  sessionWriter
 	drain   drainingWriter
+	// What the placeholders read: mode and result index modeValues and
+	// resultValues, result is resultUnset until the wait has ended, fence
+	// is 0 outside cluster mode.
+	mode, result int
+	waitedMS     float64
+	fence        uint64
 }
+
+// resultUnset is a queuedRequest's result while it waits.
+const resultUnset = -1
 
 // newQueuedRequest wraps w: the route writes to drain, which passes on to
 // writer, which passes on to w.
-func (h *Handler) newQueuedRequest(w http.ResponseWriter, sreq sessionRequest) *queuedRequest {
-	q := &queuedRequest{}
+func (h *Handler) newQueuedRequest(w http.ResponseWriter, sreq sessionRequest, mode int) *queuedRequest {
+	q := &queuedRequest{mode: mode, result: resultUnset}
 	q.wrapper.ResponseWriter = w
 	q.writer = sessionWriter{ResponseWriterWrapper: &q.wrapper, h: h, req: sreq}
 	q.drain = drainingWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: &q.writer}, h: h, session: &q.session}
 	return q
+}
+
+// placeholder is a caddy.ReplacerFunc for the placeholders of a queued
+// request (see Handler). Values are looked up when something reads them,
+// which most requests never do: setting the four of every request with
+// Replacer.Set, a lock and a map insertion each, was an eighth of the
+// handler's time. When two session_queue handlers serve one request, the
+// first one's values are read, as the Replacer asks its providers in
+// order.
+func (q *queuedRequest) placeholder(key string) (any, bool) {
+	switch key {
+	case placeholderMode:
+		return modeValues[q.mode], true
+	case placeholderSession:
+		return &q.session, true
+	case placeholderWaitMS:
+		return q.waitedMS, true
+	case placeholderResult:
+		if q.result != resultUnset {
+			return resultValues[q.result], true
+		}
+	case placeholderFence:
+		if q.fence != 0 {
+			return q.fence, true
+		}
+	}
+	return nil, false
 }
 
 // sessionName is a session's name in logs, errors and placeholders: the

@@ -108,7 +108,8 @@ func (z *zone) count(mode, result int) {
 
 // How many IDs a zone remembers: regeneration links (more while their
 // sessions are busy; about 215 bytes per ID, 21 MB when full) and IDs seen,
-// for duplicate detection (about 160 bytes each, 32 MB when full; see BENCHMARKS.md).
+// for duplicate detection (64 bytes each, 12.8 MB when full, in tables without
+// pointers; see BENCHMARKS.md).
 const (
 	maxLinkedIDs  = 100_000
 	maxTrackedIDs = 200_000

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
 // DuplicateTracker notices a backend handing out a session ID that another
@@ -27,36 +25,111 @@ import (
 // request the proxy saw carry none (an ID in a POST body, say) while the
 // client moved is reported although nobody else has it.
 //
-// Bounds and privacy: it keeps up to about capacity IDs, least recently
-// seen first out, each under a 64-bit keyed hash (hash/maphash, random
-// seed per process), never the raw ID. An ID pushed out by capacity newer
-// ones is not compared any more: a flood of made-up IDs can hide a
+// Bounds and privacy: it keeps up to capacity IDs (rounded up to a
+// multiple of 1,024), each under a 64-bit keyed hash (hash/maphash,
+// random seed per process), never the raw ID. IDs live in sets of 16 by
+// their hash; once the tracker is full, a new ID pushes out the least
+// recently seen ID of its set. So an ID is forgotten after about capacity
+// newer IDs: after fewer than half as many for fewer than one ID in a
+// hundred, since the newer IDs spread over the sets at random. An ID
+// pushed out is not compared any more: a flood of made-up IDs can hide a
 // duplicate, never invent one; only two IDs sharing a 64-bit hash can (at a
 // million IDs tracked, a chance of about 1 in 10^13 per issued ID).
 //
+// Memory: 64 bytes per ID, in tables that hold no pointers, so that the
+// garbage collector never scans them: a full tracker of 200,000 IDs
+// (unique IDs on every request, a flood or a crawler) would otherwise be
+// hundreds of thousands of objects for every collection cycle to trace.
+// Client addresses are kept in the table, the first 38 bytes of one longer
+// than 46 (only an IPv6 address with a zone is) beside a hash of the rest.
+//
 // Concurrency contract: safe for concurrent use. IDs are spread over
 // independently locked shards by their hash, so requests of unrelated
-// sessions rarely contend; each call holds one shard's lock for a map
-// lookup and an insert.
+// sessions rarely contend; each call holds one shard's lock while it looks
+// through one set of 16.
 type DuplicateTracker struct {
 	window atomic.Int64 // a time.Duration; see SetWindow
 	seed   maphash.Seed
-	shards [trackerShards]trackerShard
+	// ways is how many IDs share a set: setWays, or fewer for a tracker
+	// too small to give every shard one full set.
+	ways, maxSets int
+	shards        [trackerShards]trackerShard
 }
 
-const trackerShards = 64
+const (
+	trackerShards = 64
+	// setWays is the number of IDs in a set. More ways bring the age at
+	// which an ID is pushed out closer to the LRU's (capacity newer IDs)
+	// at the cost of a longer look through the set.
+	setWays = 16
+)
 
 type trackerShard struct {
-	mu   sync.Mutex
-	seen *simplelru.LRU[uint64, sighting]
-	_    [48]byte // keep neighbouring shards' mutexes off one cache line
+	mu sync.Mutex
+	// keys, ats and clients are the shard's sets, ways entries each, an
+	// ID's hash and its sighting: key 0 is an empty entry. Apart, so that
+	// looking through a set for an ID reads its keys alone, and choosing
+	// the one to push out its keys and times: under a flood of new IDs
+	// every request does both, in a table far larger than the CPU's
+	// caches. They start small and double, up to maxSets sets, when an ID
+	// finds its set full before the shard is at its size.
+	keys    []uint64
+	ats     []int64
+	clients []clientAddress
+	_       [48]byte // keep neighbouring shards' mutexes off one cache line
 }
 
-// sighting is the last time an ID was seen, and by whom.
+// sighting is the last time an ID was seen, and by whom, without a
+// pointer (see DuplicateTracker).
 type sighting struct {
-	client string
-	at     time.Time
+	at     int64 // Unix nanoseconds
+	client clientAddress
+}
+
+func (s *trackerShard) sighting(i int) sighting { return sighting{at: s.ats[i], client: s.clients[i]} }
+
+func (s *trackerShard) record(i int, seen sighting) { s.ats[i], s.clients[i] = seen.at, seen.client }
+
+// clientAddress is a client's address held in place; an address longer
+// than maxInlineClient is held as its first truncatedClient bytes and a
+// keyed hash of the whole, which compares as the whole does.
+type clientAddress struct {
+	n      uint8 // bytes used in text; longClient when hashed
 	issued bool
+	text   [maxInlineClient]byte
+}
+
+const (
+	maxInlineClient = 46 // the longest IPv6 address is 45 characters
+	truncatedClient = maxInlineClient - 8
+	longClient      = 0xff
+)
+
+func (t *DuplicateTracker) makeClientAddress(client string, issued bool) clientAddress {
+	c := clientAddress{issued: issued}
+	if len(client) <= maxInlineClient {
+		c.n = uint8(len(client))
+		copy(c.text[:], client)
+		return c
+	}
+	c.n = longClient
+	copy(c.text[:truncatedClient], client)
+	h := maphash.String(t.seed, client)
+	for i := range 8 {
+		c.text[truncatedClient+i] = byte(h >> (8 * i))
+	}
+	return c
+}
+
+// sameClient reports whether a and b are one client's address, whatever
+// their issued flags.
+func sameClient(a, b clientAddress) bool { return a.n == b.n && a.text == b.text }
+
+func (c *clientAddress) String() string {
+	if c.n == longClient {
+		return string(c.text[:truncatedClient]) + "…"
+	}
+	return string(c.text[:c.n])
 }
 
 // Duplicate describes an ID issued to one client while another had it.
@@ -70,6 +143,9 @@ type Duplicate struct {
 	FirstIssued bool
 	// SecondClient is the address it has just been issued to.
 	SecondClient string
+
+	// first is what Withheld puts back.
+	first sighting
 }
 
 // NewDuplicateTracker returns a tracker remembering about capacity IDs for
@@ -84,11 +160,8 @@ func NewDuplicateTracker(capacity int, window time.Duration) (*DuplicateTracker,
 	t := &DuplicateTracker{seed: maphash.MakeSeed()}
 	t.window.Store(int64(window))
 	perShard := (capacity + trackerShards - 1) / trackerShards
-	for i := range t.shards {
-		// No eviction callback is needed: a sighting pushed out is simply
-		// forgotten. NewLRU fails only for a size below 1.
-		t.shards[i].seen, _ = simplelru.NewLRU[uint64, sighting](perShard, nil)
-	}
+	t.ways = min(perShard, setWays)
+	t.maxSets = (perShard + t.ways - 1) / t.ways
 	return t, nil
 }
 
@@ -97,8 +170,10 @@ func NewDuplicateTracker(capacity int, window time.Duration) (*DuplicateTracker,
 // passed Validate, except one minted here.
 func (t *DuplicateTracker) Presented(id, client string, now time.Time) {
 	key, s := t.shard(id)
+	seen := sighting{at: now.UnixNano(), client: t.makeClientAddress(client, false)}
 	s.mu.Lock()
-	s.seen.Add(key, sighting{client: client, at: now})
+	i, _ := t.entry(s, key)
+	s.record(i, seen)
 	s.mu.Unlock()
 }
 
@@ -110,19 +185,23 @@ func (t *DuplicateTracker) Presented(id, client string, now time.Time) {
 // minted here needs no check.
 func (t *DuplicateTracker) Issued(id, client string, now time.Time) (dup Duplicate, found bool) {
 	key, s := t.shard(id)
+	seen := sighting{at: now.UnixNano(), client: t.makeClientAddress(client, true)}
 	s.mu.Lock()
-	before, seen := s.seen.Peek(key)
-	s.seen.Add(key, sighting{client: client, at: now, issued: true})
+	i, known := t.entry(s, key)
+	before := s.sighting(i)
+	s.record(i, seen)
 	s.mu.Unlock()
-	if !seen || before.client == client || now.Sub(before.at) > time.Duration(t.window.Load()) {
+	if !known || sameClient(before.client, seen.client) ||
+		now.Sub(time.Unix(0, before.at)) > time.Duration(t.window.Load()) {
 		return Duplicate{}, false
 	}
 	return Duplicate{
 		Hash:         Hash(id),
-		FirstClient:  before.client,
-		FirstSeen:    before.at,
-		FirstIssued:  before.issued,
+		FirstClient:  before.client.String(),
+		FirstSeen:    time.Unix(0, before.at),
+		FirstIssued:  before.client.issued,
 		SecondClient: client,
+		first:        before,
 	}, true
 }
 
@@ -136,11 +215,92 @@ func (t *DuplicateTracker) SetWindow(window time.Duration) { t.window.Store(int6
 func (t *DuplicateTracker) Withheld(id string, dup Duplicate) {
 	key, s := t.shard(id)
 	s.mu.Lock()
-	s.seen.Add(key, sighting{client: dup.FirstClient, at: dup.FirstSeen, issued: dup.FirstIssued})
+	i, _ := t.entry(s, key)
+	s.record(i, dup.first)
 	s.mu.Unlock()
 }
 
 func (t *DuplicateTracker) shard(id string) (uint64, *trackerShard) {
 	key := maphash.String(t.seed, id)
-	return key, &t.shards[key%trackerShards]
+	s := &t.shards[key%trackerShards]
+	// 0 marks an empty entry; the hash that falls on it shares 1's entry.
+	return max(key, 1), s
+}
+
+// entry returns the entry of key in its shard s, locked, and whether it
+// is one key had: else an empty one, or, when key's set is full and the
+// shard at its size, that of the set's least recently seen ID, which is
+// forgotten. The caller records the sighting.
+func (t *DuplicateTracker) entry(s *trackerShard, key uint64) (i int, known bool) {
+	for {
+		if len(s.keys) > 0 {
+			first := t.set(len(s.keys)/t.ways, key) * t.ways
+			keys := s.keys[first : first+t.ways]
+			free := -1
+			for i, k := range keys {
+				if k == key {
+					return first + i, true
+				}
+				if k == 0 && free < 0 {
+					free = i
+				}
+			}
+			if free >= 0 {
+				keys[free] = key
+				return first + free, false
+			}
+			if len(s.keys) == t.maxSets*t.ways {
+				ats := s.ats[first : first+t.ways]
+				oldest := 0
+				for i, at := range ats {
+					if at < ats[oldest] {
+						oldest = i
+					}
+				}
+				keys[oldest] = key
+				return first + oldest, false
+			}
+		}
+		t.grow(s)
+	}
+}
+
+// set is the set of key among sets: by the hash's high bits (the shard
+// took the low ones), scaled to the number of sets, so that when sets
+// double, set i's entries go to sets 2i and 2i+1, and nothing overflows.
+func (t *DuplicateTracker) set(sets int, key uint64) int {
+	return int((key >> 32) * uint64(sets) >> 32)
+}
+
+// grow doubles the shard's sets, up to maxSets. A table grown to maxSets
+// from more than half as many sets may find more IDs for a set than it
+// holds: the least recently seen are forgotten, as they would be next.
+func (t *DuplicateTracker) grow(s *trackerShard) {
+	sets := min(max(2*len(s.keys)/t.ways, 1), t.maxSets)
+	old := trackerShard{keys: s.keys, ats: s.ats, clients: s.clients}
+	s.keys = make([]uint64, sets*t.ways)
+	s.ats = make([]int64, sets*t.ways)
+	s.clients = make([]clientAddress, sets*t.ways)
+	for i, key := range old.keys {
+		if key != 0 {
+			j, _ := t.entry(s, key)
+			s.record(j, old.sighting(i))
+		}
+	}
+}
+
+// len returns the number of IDs remembered.
+func (t *DuplicateTracker) len() int {
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for _, k := range s.keys {
+			if k != 0 {
+				n++
+			}
+		}
+		s.mu.Unlock()
+	}
+	return n
 }

@@ -67,7 +67,7 @@ func TestDuplicateTracker(t *testing.T) {
 			}
 			want := *tt.want
 			want.Hash = Hash(id)
-			if !found || got != want {
+			if !found || !sameDuplicate(got, want) {
 				t.Fatalf("Issued = %+v, %v; want %+v", got, found, want)
 			}
 		})
@@ -93,13 +93,15 @@ func TestDuplicateTrackerBounded(t *testing.T) {
 	if got, found := d.Issued("x", "b", at(time.Minute)); found {
 		t.Fatalf("pushed-out ID still compared: %+v", got)
 	}
-	total := 0
-	for i := range d.shards {
-		total += d.shards[i].seen.Len()
-	}
-	if total > trackerShards {
+	if total := d.len(); total > trackerShards {
 		t.Fatalf("tracker holds %d IDs, capacity %d", total, trackerShards)
 	}
+}
+
+// sameDuplicate compares the exported fields, the times as instants.
+func sameDuplicate(got, want Duplicate) bool {
+	return got.Hash == want.Hash && got.FirstClient == want.FirstClient && got.FirstSeen.Equal(want.FirstSeen) &&
+		got.FirstIssued == want.FirstIssued && got.SecondClient == want.SecondClient
 }
 
 func TestNewDuplicateTrackerErrors(t *testing.T) {
@@ -192,5 +194,94 @@ func TestSetWindow(t *testing.T) {
 	d.SetWindow(time.Hour)
 	if _, found := d.Issued("shared-session-id", "10.0.0.3", t0.Add(3*time.Minute)); !found {
 		t.Fatal("a sighting within the window does not count")
+	}
+}
+
+func TestDuplicateTrackerWithheld(t *testing.T) {
+	d := newTracker(t, 100)
+	d.Presented("x", "a", at(0))
+	dup, found := d.Issued("x", "b", at(time.Minute))
+	if !found {
+		t.Fatal("no duplicate")
+	}
+	d.Withheld("x", dup)
+	got, found := d.Issued("x", "b", at(2*time.Minute))
+	want := Duplicate{Hash: Hash("x"), FirstClient: "a", FirstSeen: at(0), SecondClient: "b"}
+	if !found || !sameDuplicate(got, want) {
+		t.Fatalf("after the withheld response, Issued = %+v, %v; want %+v", got, found, want)
+	}
+}
+
+// TestDuplicateTrackerLongClientAddresses: an address too long to be kept
+// whole (an IPv6 address with a zone) is still told apart from another
+// with the same beginning, and logged by its beginning.
+func TestDuplicateTrackerLongClientAddresses(t *testing.T) {
+	const a = "fe80::1234:5678:9abc:def0:1234:5678%enp0s31f6-vlan100"
+	const b = "fe80::1234:5678:9abc:def0:1234:5678%enp0s31f6-vlan200"
+	d := newTracker(t, 100)
+	d.Presented("x", a, at(0))
+	if dup, found := d.Issued("x", a, at(time.Minute)); found {
+		t.Fatalf("the same long address counted as another client: %+v", dup)
+	}
+	dup, found := d.Issued("x", b, at(2*time.Minute))
+	if !found {
+		t.Fatal("two long addresses with the same beginning counted as one client")
+	}
+	if want := a[:truncatedClient] + "…"; dup.FirstClient != want || dup.SecondClient != b {
+		t.Fatalf("clients %q, %q; want %q, %q", dup.FirstClient, dup.SecondClient, want, b)
+	}
+}
+
+// TestDuplicateTrackerRemembersAboutCapacity: IDs are pushed out by their
+// set's newer IDs, so an ID outlives about capacity newer ones, and not
+// only a set's worth. Of 100 IDs followed by capacity/2 newer ones, about
+// one is pushed out (at least 10 only about once in 10^9 runs).
+func TestDuplicateTrackerRemembersAboutCapacity(t *testing.T) {
+	const capacity = trackerShards * setWays * 8
+	d := newTracker(t, capacity)
+	for i := range 100 {
+		d.Presented(fmt.Sprint("watched", i), "a", at(0))
+	}
+	for i := range capacity / 2 {
+		d.Presented(fmt.Sprint("newer", i), "z", at(time.Second))
+	}
+	remembered := 0
+	for i := range 100 {
+		if _, found := d.Issued(fmt.Sprint("watched", i), "b", at(time.Minute)); found {
+			remembered++
+		}
+	}
+	t.Logf("%d of 100 IDs remembered after %d newer ones; %d IDs held", remembered, capacity/2, d.len())
+	if remembered < 90 {
+		t.Errorf("%d of 100 IDs remembered after capacity/2 newer ones, want about all", remembered)
+	}
+	for i := range 4 * capacity {
+		d.Presented(fmt.Sprint("flood", i), "z", at(time.Hour))
+	}
+	if n := d.len(); n > capacity {
+		t.Errorf("%d IDs held, capacity %d", n, capacity)
+	}
+}
+
+// TestDuplicateTrackerNoAllocationPerID: a new ID costs no allocation once
+// the tracker has grown to its size, so that a flood of new IDs (or a
+// crawler's) adds nothing for the garbage collector to do.
+func TestDuplicateTrackerNoAllocationPerID(t *testing.T) {
+	const capacity = 10_000
+	d := newTracker(t, capacity)
+	ids := make([]string, 3*capacity)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%026d", i)
+	}
+	for _, id := range ids[:capacity] {
+		d.Presented(id, "203.0.113.7", t0)
+	}
+	next := capacity
+	allocs := testing.AllocsPerRun(capacity, func() {
+		d.Presented(ids[next], "203.0.113.7", t0)
+		next++
+	})
+	if allocs > 0 {
+		t.Errorf("%.2f allocations per new ID, want 0", allocs)
 	}
 }

@@ -135,6 +135,38 @@ func FuzzResponseCookie(f *testing.F) {
 	})
 }
 
+// FuzzParseSetCookie holds parseSetCookie to http.ParseSetCookie: it
+// accepts the same fields for the name, and reads the same value, Max-Age
+// and Expires from them.
+func FuzzParseSetCookie(f *testing.F) {
+	for _, seed := range []string{
+		"PHPSESSID=v9l4b0r2k1mv3qf8tmd6s7j2a5; expires=Mon, 30-Nov-2099 11:49:48 GMT; Max-Age=7200; path=/; HttpOnly; SameSite=Lax",
+		"PHPSESSID=deleted; expires=Thu, 01-Jan-1970 00:00:01 GMT; Max-Age=0",
+		`PHPSESSID="q"; Expires=Wed, 21 Oct 2099 07:28:00 GMT; expires=junk`,
+		" PHPSESSID = x ;MAX-AGE=012; max-age=-5;;",
+		"PHPSESSID=a\\b; Max-Age=+3",
+		"PHPSESSID=x; Expires=Wed, 21 Oct 2099 07:28:00 GMT; Max-Age=1x; expireſ=Thu, 01 Jan 1970 00:00:00 GMT",
+		"\vPHPSESSID=x",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		const name = "PHPSESSID"
+		got, ok := parseSetCookie(line, name)
+		want, err := http.ParseSetCookie(line)
+		if wantOK := err == nil && want.Name == name; ok != wantOK {
+			t.Fatalf("parseSetCookie(%q) accepts it: %v, ParseSetCookie: %v (%v)", line, ok, wantOK, err)
+		}
+		if !ok {
+			return
+		}
+		if got.value != want.Value || got.maxAge != want.MaxAge || !got.expires().Equal(want.Expires) || got.expires().IsZero() != want.Expires.IsZero() {
+			t.Fatalf("parseSetCookie(%q) = %q, Max-Age %d, Expires %v; ParseSetCookie: %q, %d, %v",
+				line, got.value, got.maxAge, got.expires(), want.Value, want.MaxAge, want.Expires)
+		}
+	})
+}
+
 // FuzzKeyPattern keys fuzzed IDs by fuzzed patterns: a key is never empty
 // for a non-empty ID and is always part of it.
 func FuzzKeyPattern(f *testing.F) {

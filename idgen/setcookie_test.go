@@ -88,3 +88,20 @@ func BenchmarkResponseCookie(b *testing.B) {
 		})
 	}
 }
+
+// TestResponseCookieAllocations: a response that sets the session cookie
+// again, as PHP (with session.cookie_lifetime) and Laravel do on every
+// response, is read without allocating.
+func TestResponseCookieAllocations(t *testing.T) {
+	h := http.Header{"Set-Cookie": {"theme=dark; Path=/",
+		"PHPSESSID=v9l4b0r2k1mv3qf8tmd6s7j2a5; expires=Mon, 30-Nov-2099 11:49:48 GMT; Max-Age=7200; path=/; HttpOnly; SameSite=Lax"}}
+	now := time.Now()
+	allocs := testing.AllocsPerRun(100, func() {
+		if action, _, _ := (Source{Decoding: DecodePHP}).ResponseCookie(h, "PHPSESSID", now); action != CookieSet {
+			t.Fatalf("action %v, want set", action)
+		}
+	})
+	if allocs > 0 {
+		t.Errorf("%.0f allocations to read the session cookie set again, want 0", allocs)
+	}
+}
