@@ -138,8 +138,8 @@ type Coordinator struct {
 	// connection came back, so Redis may have restarted and lost the
 	// leases, which a holder must reclaim within the grace.
 	renewNow chan struct{}
-	stop       chan struct{}
-	done       sync.WaitGroup
+	stop     chan struct{}
+	done     sync.WaitGroup
 }
 
 type entryState uint8

@@ -83,11 +83,14 @@ func (r *redisServer) client() *redis.Client {
 
 // counter counts a coordinator's Redis calls and events.
 type counter struct {
-	calls, errors, tookOver, lost, handedOff, mismatches atomic.Int64
+	calls, acquires, errors, tookOver, lost, handedOff, mismatches atomic.Int64
 }
 
-func (o *counter) Call(_ string, _ time.Duration, err error) {
+func (o *counter) Call(op string, _ time.Duration, err error) {
 	o.calls.Add(1)
+	if op == "acquire" {
+		o.acquires.Add(1)
+	}
 	if err != nil {
 		o.errors.Add(1)
 	}
@@ -106,9 +109,19 @@ type node struct {
 
 func newNode(t testing.TB, r *redisServer, ttl time.Duration) *node {
 	t.Helper()
+	return newNodeWith(t, r, ttl, 250*time.Millisecond, func(*redis.Options) {})
+}
+
+// newNodeWith is newNode with an op_timeout and a change to the client's
+// options.
+func newNodeWith(t testing.TB, r *redisServer, ttl, opTimeout time.Duration, change func(*redis.Options)) *node {
+	t.Helper()
 	n := &node{obs: new(counter), table: queue.New(queue.Limits{MaxReaders: 4, MaxWaiting: 1 << 20})}
-	n.Coordinator = New(r.client(), Config{
-		Prefix: "sq:test:", Secret: []byte("s3cret"), LeaseTTL: ttl, OpTimeout: 250 * time.Millisecond,
+	o := &redis.Options{Network: "unix", Addr: r.sock}
+	Bound(o, opTimeout)
+	change(o)
+	n.Coordinator = New(redis.NewClient(o), Config{
+		Prefix: "sq:test:", Secret: []byte("s3cret"), LeaseTTL: ttl, OpTimeout: opTimeout,
 		Busy: n.table.Busy, Observer: n.obs,
 	})
 	t.Cleanup(func() { n.Close() })
@@ -354,17 +367,13 @@ func (g *gatedDialer) dial(ctx context.Context, network, addr string) (net.Conn,
 // reclaims it: it keeps the boot it knew until the grace has passed.
 func TestReclaimGivesNoLeaveToTakeOthersLeases(t *testing.T) {
 	r := startRedis(t)
-	const ttl = 6 * time.Second
+	// op_timeout 1s: a grace of 2.5 s, in which b reclaims x and asks for
+	// y however loaded the machine.
+	const ttl, opTimeout = 6 * time.Second, time.Second
 	var gate gatedDialer
-	opts := &redis.Options{Network: "unix", Addr: r.sock, Dialer: gate.dial}
-	Bound(opts, 250*time.Millisecond)
-	a := &node{obs: new(counter), table: queue.New(queue.Limits{MaxReaders: 4, MaxWaiting: 16})}
-	a.Coordinator = New(redis.NewClient(opts), Config{
-		Prefix: "sq:test:", Secret: []byte("s3cret"), LeaseTTL: ttl, OpTimeout: 250 * time.Millisecond,
-		Busy: a.table.Busy, Observer: a.obs,
-	})
-	t.Cleanup(func() { a.Close() })
-	b := newNode(t, r, ttl)
+	gated := func(o *redis.Options) { o.Dialer = gate.dial }
+	a := newNodeWith(t, r, ttl, opTimeout, gated)
+	b := newNodeWith(t, r, ttl, opTimeout, func(*redis.Options) {})
 	busyA, _, _ := a.table.Acquire(context.Background(), "y", queue.Read, 0)
 	defer busyA.Release()
 	busyB, _, _ := b.table.Acquire(context.Background(), "x", queue.Read, 0)
@@ -374,21 +383,31 @@ func TestReclaimGivesNoLeaveToTakeOthersLeases(t *testing.T) {
 	gate.closed.Store(true) // a cannot reach the new Redis for now
 	r.kill()
 	r.start()
-	b.renew() // b reclaims x
-	b.mu.Lock()
-	reclaimed := b.entries["x"].fence != lx.Fence()
-	b.mu.Unlock()
-	if !reclaimed {
-		t.Fatal("b did not reclaim its lease")
-	}
-	calls := b.obs.calls.Load()
+	// b reclaims x (its first call may meet a pooled connection to the
+	// killed Redis; its resubscription renews too).
+	waitFor(t, func() bool {
+		b.renew()
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.entries["x"].fence != lx.Fence()
+	})
+	acquires := b.obs.acquires.Load()
 	got := holdAsync(b, "y")
-	waitFor(t, func() bool { return b.obs.calls.Load() > calls })
-	b.mu.Lock()
-	state := b.entries["y"].state
-	b.mu.Unlock()
-	if state == stHeld {
-		t.Fatal("b took y's lease while a had not had its chance to reclaim it")
+	// b is told to wait out the grace; asked again at once (as a
+	// resubscription asks for every pending ticket), it must not have
+	// learnt the new boot from that reply and be granted.
+	for ask := int64(1); ask <= 2; ask++ {
+		waitFor(t, func() bool { return b.obs.acquires.Load() >= acquires+ask })
+		b.mu.Lock()
+		e := b.entries["y"]
+		state := e.state
+		if e.attempt != nil {
+			poke(e.attempt.wake)
+		}
+		b.mu.Unlock()
+		if state == stHeld {
+			t.Fatalf("b took y's lease (ask %d) while a had not had its chance to reclaim it", ask)
+		}
 	}
 	gate.closed.Store(false) // a's probe renews and reclaims within the grace
 	waitFor(t, func() bool {
