@@ -201,9 +201,16 @@ func startRedis(t *testing.T, dir string) string {
 // that kill it.
 func startRedisProc(t *testing.T, dir string) (string, *backendProc) {
 	t.Helper()
+	return startRedisWith(t, dir, "redis")
+}
+
+// startRedisWith starts a redis-server without persistence on a unix
+// socket in dir, with extra options.
+func startRedisWith(t *testing.T, dir, name string, extra ...string) (string, *backendProc) {
+	t.Helper()
 	bin := lookBinary(t, "redis-server", "/usr/bin/redis-server", "/usr/sbin/redis-server")
 	sock := filepath.Join(dir, "redis.sock")
-	proc := startBackend(t, dir, "redis", sock, nil, bin,
+	argv := append([]string{bin,
 		"--port", "0",
 		"--unixsocket", sock,
 		"--unixsocketperm", "700",
@@ -211,8 +218,8 @@ func startRedisProc(t *testing.T, dir string) (string, *backendProc) {
 		"--appendonly", "no",
 		"--dir", dir,
 		"--daemonize", "no",
-		"--logfile", "")
-	return sock, proc
+		"--logfile", ""}, extra...)
+	return sock, startBackend(t, dir, name, sock, nil, argv...)
 }
 
 // phpBackend is a private PHP-FPM with two pools serving testdata/php.

@@ -276,18 +276,8 @@ func connectedClients(t *testing.T, sock string) int {
 // reloadDirective is session_queue in cluster mode with the connection
 // settings a reload changes.
 func reloadDirective(sock, secret, prefix, leaseTTL string) string {
-	return fmt.Sprintf(`session_queue {
-	read_only header X-Read 1
-	max_readers 3
-	max_wait 60s
-	cluster redis {
-		address unix/%s
-		secret %s
-		key_prefix %s
-		lease_ttl %s
-		op_timeout 500ms
-	}
-}`, sock, secret, prefix, leaseTTL)
+	sq := clusterDirective(sock, fmt.Sprintf("key_prefix %s\nlease_ttl %s\nop_timeout 500ms", prefix, leaseTTL))
+	return strings.Replace(sq, clusterSecret, secret, 1)
 }
 
 // TestClusterReloadChangesConnection: a reload that changes the Redis

@@ -57,31 +57,7 @@ func newTestCA(t *testing.T, dir, name string) *testCA {
 // key, and returns their paths.
 func (ca *testCA) issue(t *testing.T, dir string) (certFile, keyFile string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	template := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, template, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "redis.crt"), filepath.Join(dir, "redis.key")
-	writeFile(t, certFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
-	writeFile(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})))
-	return certFile, keyFile
+	return writeServerCertificate(t, dir, "redis", ca.cert, ca.key)
 }
 
 // freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
@@ -105,26 +81,15 @@ var clusterACL = []string{"~sq:*", "&sq:*", "+evalsha", "+eval", "+script|load",
 // reaches it as the default user through its unix socket.
 func startTLSRedis(t *testing.T, dir, certFile, keyFile, caFile, password string) (addr, sock string) {
 	t.Helper()
-	bin := lookBinary(t, "redis-server", "/usr/bin/redis-server", "/usr/sbin/redis-server")
-	sock = filepath.Join(dir, "redis.sock")
 	port := freePort(t)
-	argv := []string{bin,
-		"--port", "0",
+	sock, _ = startRedisWith(t, dir, "redis-tls", append([]string{
 		"--tls-port", fmt.Sprint(port),
 		"--bind", "127.0.0.1",
 		"--tls-cert-file", certFile,
 		"--tls-key-file", keyFile,
 		"--tls-ca-cert-file", caFile,
 		"--tls-auth-clients", "no",
-		"--unixsocket", sock,
-		"--unixsocketperm", "700",
-		"--save", "",
-		"--appendonly", "no",
-		"--dir", dir,
-		"--daemonize", "no",
-		"--logfile", "",
-		"--user", "sq", "on", ">" + password}
-	startBackend(t, dir, "redis-tls", sock, nil, append(argv, clusterACL...)...)
+		"--user", "sq", "on", ">" + password}, clusterACL...)...)
 	return fmt.Sprintf("127.0.0.1:%d", port), sock
 }
 
