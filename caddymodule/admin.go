@@ -79,11 +79,12 @@ func (adminAPI) handleZones(w http.ResponseWriter, _ *http.Request) error {
 		z := value.(*zone)
 		limits := z.table.Limits()
 		sessions, waiting := z.table.Stats()
+		counts := z.counts()
 		requests := make(map[string]map[string]uint64, modeCount)
 		for mode, modeName := range modeNames {
 			byResult := make(map[string]uint64, resultCount)
 			for result, resultName := range resultNames {
-				byResult[resultName] = z.counts[mode][result].Load()
+				byResult[resultName] = counts.requests[mode][result]
 			}
 			requests[modeName] = byResult
 		}

@@ -168,7 +168,7 @@ func TestRefusalQuotesTheZonesLimit(t *testing.T) {
 	}
 	h.zone.apply(zoneSettings{limits: queue.Limits{MaxReaders: 4, MaxWaiting: 0}})
 	const id = "refusal-session-id"
-	holder, _, _, err := h.zone.acquire(t.Context(), id, queue.Write, time.Now(), 0, nil)
+	holder, _, _, err := h.zone.acquire(t.Context(), &h.zone.stripes[0], id, queue.Write, time.Now(), 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

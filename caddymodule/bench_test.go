@@ -132,8 +132,11 @@ func BenchmarkServeHTTPQueuedParallel(b *testing.B) {
 	var sessions atomic.Int64
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
+		session := sessions.Add(1)
 		req := httptest.NewRequest(http.MethodGet, "/", nil)
-		req.Header.Set("Cookie", fmt.Sprintf("_ga=GA1.2.3; PHPSESSID=v9l4b0r2k1mv3qf8tmd6s%d", sessions.Add(1)))
+		req.Header.Set("Cookie", fmt.Sprintf("_ga=GA1.2.3; PHPSESSID=v9l4b0r2k1mv3qf8tmd6s%d", session))
+		// Each CPU's requests come over a connection of its own.
+		req.RemoteAddr = fmt.Sprintf("192.0.2.1:%d", 40000+session)
 		reset := withReplacer(req)
 		w := httptest.NewRecorder()
 		for pb.Next() {

@@ -370,7 +370,7 @@ func (z *zone) awaitStart(ctx context.Context, deadline time.Time) error {
 	case <-expired:
 		return queue.ErrTimeout
 	}
-	if z.cluster.runtime.Load() == nil && z.running.Load()&closedBit != 0 {
+	if z.cluster.runtime.Load() == nil && z.closed.Load() {
 		// Destructed before its config started (the start failed).
 		return errClusterUnavailable
 	}

@@ -48,7 +48,6 @@ func (h *Handler) serveHolding(q *queuedRequest, r *http.Request, next caddyhttp
 		expired.Store(true)
 		held.release()
 		h.zone.holdExpired.Add(1)
-		h.zone.metrics.holdExpired.Inc()
 		h.logger.Warn("max_hold elapsed; turn given up while the request goes on",
 			zap.Stringer("session", session), zap.Duration("max_hold", time.Duration(h.MaxHold)))
 		if r.Context().Err() != nil {

@@ -4,20 +4,32 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/sessionqueue/caddy-session-queue/queue"
 )
 
-// panickingObserver stands for any fault between the grant of a turn and
-// the rest of the route: it is the first thing ServeHTTP touches after
-// Acquire returns.
-type panickingObserver struct{}
+// panickingCore stands for any fault between the grant of a turn and the
+// rest of the route: a request granted its turn after waiting logs that
+// (at debug level) before it goes on.
+type panickingCore struct{ zapcore.Core }
 
-func (panickingObserver) Observe(float64) { panic("observer fault") }
+func (panickingCore) Enabled(zapcore.Level) bool { return true }
+
+func (c panickingCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	return ce.AddCore(e, c)
+}
+
+func (panickingCore) Write(zapcore.Entry, []zapcore.Field) error { panic("logger fault") }
 
 // TestPanicFreesTurn: a request that panics while it holds its session's
 // turn, before or inside the rest of the route, gives the turn back.
@@ -26,12 +38,15 @@ func TestPanicFreesTurn(t *testing.T) {
 	tests := []struct {
 		name  string
 		fault func(h *Handler)
-		next  caddyhttp.HandlerFunc
+		// queued: the request waits for its turn behind another.
+		queued bool
+		next   caddyhttp.HandlerFunc
 	}{
 		{
-			name:  "right after the grant",
-			fault: func(h *Handler) { h.zone.metrics.wait[modeWriter] = panickingObserver{} },
-			next:  func(http.ResponseWriter, *http.Request) error { return nil },
+			name:   "right after the grant",
+			fault:  func(h *Handler) { h.logger = zap.New(panickingCore{}) },
+			queued: true,
+			next:   func(http.ResponseWriter, *http.Request) error { return nil },
 		},
 		{
 			name:  "in the next handler",
@@ -49,14 +64,27 @@ func TestPanicFreesTurn(t *testing.T) {
 			r := httptest.NewRequest(http.MethodGet, "/", nil)
 			r.Header.Set("Cookie", "PHPSESSID="+id)
 			r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
-			func() {
-				defer func() {
-					if recover() == nil {
-						t.Fatal("ServeHTTP did not panic")
-					}
-				}()
+			var holder sessionTurn
+			if tt.queued {
+				var err error
+				if holder, _, _, err = h.zone.acquire(t.Context(), &h.zone.stripes[0], id, queue.Write, time.Now(), 0, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			panicked := make(chan bool)
+			go func() {
+				defer func() { panicked <- recover() != nil }()
 				_ = h.ServeHTTP(httptest.NewRecorder(), r, tt.next)
 			}()
+			if tt.queued {
+				for _, waiting := h.zone.table.Stats(); waiting == 0; _, waiting = h.zone.table.Stats() {
+					runtime.Gosched()
+				}
+				holder.Release()
+			}
+			if !<-panicked {
+				t.Fatal("ServeHTTP did not panic")
+			}
 			if h.zone.busy(id) {
 				t.Fatal("the session's turn is still held after the panic")
 			}

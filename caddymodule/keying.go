@@ -37,8 +37,22 @@ type keying struct {
 // keyEpoch is one key_pattern of a zone.
 type keyEpoch struct {
 	pattern idgen.KeyPattern
-	// users counts the requests holding or waiting for a turn under it.
-	users atomic.Int64
+	// users count the requests holding or waiting for a turn under it,
+	// in stripes as the zone's counts are (see zoneStripe): every request
+	// counts itself in and out.
+	users [stripeCount]struct {
+		n atomic.Int64
+		_ [56]byte
+	}
+}
+
+// inUse reports whether requests hold or wait for a turn under e.
+func (e *keyEpoch) inUse() bool {
+	var n int64
+	for i := range e.users {
+		n += e.users[i].n.Load()
+	}
+	return n > 0
 }
 
 // keyEpochs is one immutable state of a keying: the current epoch and the
@@ -67,24 +81,24 @@ func (k *keying) setPattern(pattern idgen.KeyPattern) {
 	k.epochs.Store(next)
 }
 
-// enter counts a request in the current epoch and returns it, with the
-// state to find the older epochs in. Call leave once the request holds no
-// turn under it.
-func (k *keying) enter() (*keyEpoch, *keyEpochs) {
+// enter counts a request in the current epoch, in the given stripe, and
+// returns it, with the state to find the older epochs in. Call leave with
+// the same stripe once the request holds no turn under it.
+func (k *keying) enter(stripe int) (*keyEpoch, *keyEpochs) {
 	for {
 		e := k.epochs.Load().current
-		e.users.Add(1)
+		e.users[stripe].n.Add(1)
 		if now := k.epochs.Load(); now.current == e {
 			return e, now
 		}
-		k.leave(e)
+		k.leave(e, stripe)
 	}
 }
 
 // leave counts a request out of e; the last request of an older epoch
-// drops it.
-func (k *keying) leave(e *keyEpoch) {
-	if e.users.Add(-1) == 0 && k.epochs.Load().current != e {
+// drops it. (A stripe that drops to 0 is the cue to look at the others.)
+func (k *keying) leave(e *keyEpoch, stripe int) {
+	if e.users[stripe].n.Add(-1) == 0 && k.epochs.Load().current != e {
 		k.prune()
 	}
 }
@@ -104,7 +118,7 @@ func (k *keying) prune() {
 func inUse(epochs []*keyEpoch) []*keyEpoch {
 	var used []*keyEpoch
 	for _, e := range epochs {
-		if e.users.Load() > 0 {
+		if e.inUse() {
 			used = append(used, e)
 		}
 	}
@@ -116,6 +130,7 @@ func inUse(epochs []*keyEpoch) []*keyEpoch {
 type sessionTurn struct {
 	keying *keying
 	epoch  *keyEpoch
+	stripe int // the stripe epoch counts it in
 	turn   queue.Turn
 	// more are the turns on the session's other keys, nil unless a reload
 	// changed key_pattern while requests were in flight.
@@ -132,7 +147,7 @@ func (t sessionTurn) Release() {
 		turn.Release()
 	}
 	t.leases.drop()
-	t.keying.leave(t.epoch)
+	t.keying.leave(t.epoch, t.stripe)
 }
 
 // acquire waits, for at most maxWait in all from since, the request's
@@ -141,10 +156,10 @@ func (t sessionTurn) Release() {
 // returned whatever the outcome. The errors are those of queue.Acquire;
 // after one, the request holds nothing. res tells whether it waited, and
 // how many requests were ahead of it on all its keys together.
-func (z *zone) acquire(ctx context.Context, root string, mode queue.Mode, since time.Time, maxWait time.Duration, onQueued func()) (turn sessionTurn, key string, res queue.Result, err error) {
-	epoch, epochs := z.keying.enter()
+func (z *zone) acquire(ctx context.Context, stripe *zoneStripe, root string, mode queue.Mode, since time.Time, maxWait time.Duration, onQueued func()) (turn sessionTurn, key string, res queue.Result, err error) {
+	epoch, epochs := z.keying.enter(stripe.index)
 	key = epoch.pattern.Key(root)
-	turn = sessionTurn{keying: &z.keying, epoch: epoch}
+	turn = sessionTurn{keying: &z.keying, epoch: epoch, stripe: stripe.index}
 	var deadline time.Time
 	if maxWait > 0 {
 		deadline = since.Add(maxWait)
@@ -160,7 +175,7 @@ func (z *zone) acquire(ctx context.Context, root string, mode queue.Mode, since 
 			}
 		}
 		if err != nil {
-			z.keying.leave(epoch)
+			z.keying.leave(epoch, stripe.index)
 			return sessionTurn{}, key, res, err
 		}
 		return turn, key, res, nil
@@ -168,7 +183,7 @@ func (z *zone) acquire(ctx context.Context, root string, mode queue.Mode, since 
 
 	keys := []string{key}
 	for _, older := range epochs.older {
-		if older.users.Load() == 0 {
+		if !older.inUse() {
 			continue
 		}
 		if olderKey := older.pattern.Key(root); !slices.Contains(keys, olderKey) {
@@ -204,7 +219,7 @@ func (z *zone) acquire(ctx context.Context, root string, mode queue.Mode, since 
 			for _, held := range turns {
 				held.Release()
 			}
-			z.keying.leave(epoch)
+			z.keying.leave(epoch, stripe.index)
 			return sessionTurn{}, key, res, err
 		}
 		turns = append(turns, t)
@@ -214,7 +229,7 @@ func (z *zone) acquire(ctx context.Context, root string, mode queue.Mode, since 
 		for _, held := range turns {
 			held.Release()
 		}
-		z.keying.leave(epoch)
+		z.keying.leave(epoch, stripe.index)
 		return sessionTurn{}, key, res, err
 	}
 	turn.turn, turn.more = turns[0], turns[1:]

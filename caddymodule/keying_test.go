@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -45,7 +46,7 @@ func setKeyPattern(t *testing.T, z *zone, expr string) {
 // the same session, keyed by the new pattern, waiting.
 func TestKeyPatternChangeKeepsWritersApart(t *testing.T) {
 	z := testZone(t, "keying-change", "")
-	holder, key, _, err := z.acquire(t.Context(), "node1-5-abc", queue.Write, time.Now(), 0, nil)
+	holder, key, _, err := z.acquire(t.Context(), &z.stripes[0], "node1-5-abc", queue.Write, time.Now(), 0, nil)
 	if err != nil || key != "node1-5-abc" {
 		t.Fatalf("holder: key %q, %v", key, err)
 	}
@@ -56,7 +57,7 @@ func TestKeyPatternChangeKeepsWritersApart(t *testing.T) {
 
 	granted := make(chan sessionTurn)
 	go func() {
-		turn, key, _, err := z.acquire(context.Background(), "node1-5-abc", queue.Write, time.Now(), 0, nil)
+		turn, key, _, err := z.acquire(context.Background(), &z.stripes[0], "node1-5-abc", queue.Write, time.Now(), 0, nil)
 		if err != nil || key != "abc" {
 			t.Errorf("second writer: key %q, %v", key, err)
 		}
@@ -87,7 +88,7 @@ func TestKeyPatternChangeKeepsWritersApart(t *testing.T) {
 func TestKeyPatternBroughtBackDoesNotDeadlock(t *testing.T) {
 	const id = "s0-node0"
 	z := testZone(t, "keying-back", `^([^-]+)-`)
-	a, _, _, err := z.acquire(t.Context(), id, queue.Write, time.Now(), 0, nil)
+	a, _, _, err := z.acquire(t.Context(), &z.stripes[0], id, queue.Write, time.Now(), 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +96,7 @@ func TestKeyPatternBroughtBackDoesNotDeadlock(t *testing.T) {
 	granted := make(chan sessionTurn, 2)
 	enter := func(name string) {
 		go func() {
-			turn, _, _, err := z.acquire(context.Background(), id, queue.Write, time.Now(), 0, nil)
+			turn, _, _, err := z.acquire(context.Background(), &z.stripes[0], id, queue.Write, time.Now(), 0, nil)
 			if err != nil {
 				t.Errorf("%s: %v", name, err)
 			}
@@ -144,7 +145,7 @@ func TestUnchangedKeyPatternKeepsEpoch(t *testing.T) {
 func TestOneEpochAcquireAllocatesNothing(t *testing.T) {
 	z := testZone(t, "keying-allocs", "")
 	allocs := testing.AllocsPerRun(100, func() {
-		turn, _, _, err := z.acquire(context.Background(), "some-session", queue.Write, time.Now(), time.Second, nil)
+		turn, _, _, err := z.acquire(context.Background(), &z.stripes[0], "some-session", queue.Write, time.Now(), time.Second, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -185,7 +186,7 @@ func TestKeyPatternChangesUnderLoad(t *testing.T) {
 		for range writers {
 			wg.Go(func() {
 				for range rounds {
-					turn, _, _, err := z.acquire(context.Background(), id, queue.Write, time.Now(), 0, nil)
+					turn, _, _, err := z.acquire(context.Background(), &z.stripes[rand.IntN(stripeCount)], id, queue.Write, time.Now(), 0, nil)
 					if err != nil {
 						t.Error(err)
 						return

@@ -198,7 +198,6 @@ func (w *sessionWriter) regenerated(newID string, now time.Time) {
 	}
 	z.linkClusterRegeneration(w.req.upstreamID, newID)
 	z.regenerations.Add(1)
-	z.metrics.regenerated.Inc()
 	if c := w.h.logger.Check(zapcore.DebugLevel, "session ID regenerated; following it"); c != nil {
 		c.Write(zap.String("session", z.sessionName(newID)))
 	}
@@ -214,7 +213,6 @@ func (w *sessionWriter) issued(name, id string, now time.Time) (duplicate bool) 
 		return false
 	}
 	z.duplicates.Add(1)
-	z.metrics.duplicates.Inc()
 	w.h.logger.Error("backend issued a session ID that another client uses",
 		zap.String("session", dup.Hash),
 		zap.String("cookie", name),

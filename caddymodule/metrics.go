@@ -2,63 +2,42 @@ package caddymodule
 
 import (
 	"errors"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// The collectors are created once per process and registered with the
-// registry of every config that uses the handler: Caddy gives each config a
-// fresh registry, and values kept in per-config collectors would drop to zero
-// at every reload. Labels are zone, mode and result only; a session never
-// becomes a label.
-var (
-	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "session_queue", Name: "requests_total",
-		Help: "Requests seen by session_queue, by how they got their turn.",
-	}, []string{"zone", "mode", "result"})
-
-	waitSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: "caddy", Subsystem: "session_queue", Name: "wait_seconds",
-		Help:    "Time requests waited for their session's turn.",
-		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
-	}, []string{"zone", "mode"})
-
-	inFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: "caddy", Subsystem: "session_queue", Name: "in_flight",
-		Help: "Requests past session_queue and not yet finished.",
-	}, []string{"zone", "mode"})
-
-	regenerationsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "session_queue", Name: "regenerations_total",
-		Help: "Session ID regenerations followed.",
-	}, []string{"zone"})
-
-	duplicatesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "session_queue", Name: "duplicates_total",
-		Help: "Session IDs issued to one client while another client used them.",
-	}, []string{"zone"})
-
-	unqueuedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "session_queue", Name: "unqueued_total",
-		Help: "Requests carrying a session ID that could not be queued (too_long, bad_characters, undecryptable) and were passed on unserialized.",
-	}, []string{"zone", "reason"})
-
-	holdExpiredTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "session_queue", Name: "hold_expired_total",
-		Help: "Turns given up because a request held its session longer than max_hold.",
-	}, []string{"zone"})
-
-	zoneGauges = zoneCollector{
-		waiting: prometheus.NewDesc("caddy_session_queue_waiting",
-			"Requests waiting for their session's turn.", []string{"zone"}, nil),
-		sessions: prometheus.NewDesc("caddy_session_queue_sessions",
-			"Sessions with requests running or waiting.", []string{"zone"}, nil),
-	}
-)
-
-var collectors = []prometheus.Collector{
-	requestsTotal, waitSeconds, inFlight, regenerationsTotal, duplicatesTotal, holdExpiredTotal, unqueuedTotal, zoneGauges,
+// The series of every zone are read off the zones in use when a registry
+// is scraped (see zoneStripe for why requests do not update Prometheus
+// series themselves). The collector is registered with the registry of
+// every config that uses the handler: Caddy gives each config a fresh
+// registry, and a zone's counts live on across reloads with the zone. A
+// zone that no config uses any more drops out of them; one created again
+// under the same name starts from zero, which Prometheus reads as a
+// counter reset. Labels are zone, mode, result and reason only; a session
+// never becomes a label.
+var zoneSeries = zoneCollector{
+	requests: prometheus.NewDesc("caddy_session_queue_requests_total",
+		"Requests seen by session_queue, by how they got their turn.", []string{"zone", "mode", "result"}, nil),
+	wait: prometheus.NewDesc("caddy_session_queue_wait_seconds",
+		"Time requests waited for their session's turn.", []string{"zone", "mode"}, nil),
+	inFlight: prometheus.NewDesc("caddy_session_queue_in_flight",
+		"Requests past session_queue and not yet finished.", []string{"zone", "mode"}, nil),
+	regenerations: prometheus.NewDesc("caddy_session_queue_regenerations_total",
+		"Session ID regenerations followed.", []string{"zone"}, nil),
+	duplicates: prometheus.NewDesc("caddy_session_queue_duplicates_total",
+		"Session IDs issued to one client while another client used them.", []string{"zone"}, nil),
+	unqueued: prometheus.NewDesc("caddy_session_queue_unqueued_total",
+		"Requests carrying a session ID that could not be queued (too_long, bad_characters, undecryptable) and were passed on unserialized.", []string{"zone", "reason"}, nil),
+	holdExpired: prometheus.NewDesc("caddy_session_queue_hold_expired_total",
+		"Turns given up because a request held its session longer than max_hold.", []string{"zone"}, nil),
+	waiting: prometheus.NewDesc("caddy_session_queue_waiting",
+		"Requests waiting for their session's turn.", []string{"zone"}, nil),
+	sessions: prometheus.NewDesc("caddy_session_queue_sessions",
+		"Sessions with requests running or waiting.", []string{"zone"}, nil),
 }
+
+var collectors = []prometheus.Collector{zoneSeries}
 
 // registerMetrics adds the collectors to a config's registry. Several
 // handlers of one config register the same collectors; that is expected.
@@ -72,22 +51,45 @@ func registerMetrics(registry prometheus.Registerer) error {
 	return nil
 }
 
-// zoneCollector reports the gauges that are read off the queue tables at
-// scrape time, so they cost nothing per request.
+// zoneCollector reports the series of every zone in use.
 type zoneCollector struct {
-	waiting, sessions *prometheus.Desc
+	requests, wait, inFlight, regenerations, duplicates, unqueued, holdExpired, waiting, sessions *prometheus.Desc
 }
 
 func (c zoneCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.waiting
-	ch <- c.sessions
+	for _, d := range []*prometheus.Desc{c.requests, c.wait, c.inFlight, c.regenerations, c.duplicates, c.unqueued, c.holdExpired, c.waiting, c.sessions} {
+		ch <- d
+	}
 }
 
 func (c zoneCollector) Collect(ch chan<- prometheus.Metric) {
-	zones.Range(func(name, value any) bool {
-		sessions, waiting := value.(*zone).table.Stats()
-		ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(waiting), name.(string))
-		ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(sessions), name.(string))
+	zones.Range(func(key, value any) bool {
+		name, z := key.(string), value.(*zone)
+		counts := z.counts()
+		for mode, modeName := range modeNames {
+			for result, resultName := range resultNames {
+				ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(counts.requests[mode][result]), name, modeName, resultName)
+			}
+			ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(counts.inFlight[mode]), name, modeName)
+			cumulative := make(map[float64]uint64, len(waitBuckets))
+			var n uint64
+			for bucket, bound := range waitBuckets {
+				n += counts.waits[mode][bucket]
+				cumulative[bound] = n
+			}
+			n += counts.waits[mode][len(waitBuckets)]
+			seconds := time.Duration(counts.waitNanos[mode]).Seconds()
+			ch <- prometheus.MustNewConstHistogram(c.wait, n, seconds, cumulative, name, modeName)
+		}
+		ch <- prometheus.MustNewConstMetric(c.regenerations, prometheus.CounterValue, float64(z.regenerations.Load()), name)
+		ch <- prometheus.MustNewConstMetric(c.duplicates, prometheus.CounterValue, float64(z.duplicates.Load()), name)
+		ch <- prometheus.MustNewConstMetric(c.holdExpired, prometheus.CounterValue, float64(z.holdExpired.Load()), name)
+		for reason, reasonName := range unqueuedReasonNames {
+			ch <- prometheus.MustNewConstMetric(c.unqueued, prometheus.CounterValue, float64(z.unqueued.total[reason].Load()), name, reasonName)
+		}
+		sessions, waiting := z.table.Stats()
+		ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(waiting), name)
+		ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(sessions), name)
 		return true
 	})
 }
@@ -115,52 +117,4 @@ const (
 
 var resultNames = [resultCount]string{
 	"immediate", "queued", "rejected_full", "rejected_timeout", "rejected_shutdown", "canceled", "rejected_cluster",
-}
-
-// zoneMetrics are one zone's series, looked up once so that a request pays
-// no label hashing.
-type zoneMetrics struct {
-	requests    [modeCount][resultCount]prometheus.Counter
-	wait        [modeCount]prometheus.Observer
-	inFlight    [modeCount]prometheus.Gauge
-	holdExpired prometheus.Counter
-	regenerated prometheus.Counter
-	duplicates  prometheus.Counter
-	unqueued    [unqueuedReasonCount]prometheus.Counter
-}
-
-func newZoneMetrics(zone string) zoneMetrics {
-	var m zoneMetrics
-	for mode, modeName := range modeNames {
-		for result, resultName := range resultNames {
-			m.requests[mode][result] = requestsTotal.WithLabelValues(zone, modeName, resultName)
-		}
-		m.wait[mode] = waitSeconds.WithLabelValues(zone, modeName)
-		m.inFlight[mode] = inFlight.WithLabelValues(zone, modeName)
-	}
-	m.holdExpired = holdExpiredTotal.WithLabelValues(zone)
-	m.regenerated = regenerationsTotal.WithLabelValues(zone)
-	m.duplicates = duplicatesTotal.WithLabelValues(zone)
-	for reason, reasonName := range unqueuedReasonNames {
-		m.unqueued[reason] = unqueuedTotal.WithLabelValues(zone, reasonName)
-	}
-	return m
-}
-
-// deleteZoneMetrics drops a zone's series once the zone is gone, so that a
-// renamed or removed zone does not linger on /metrics.
-func deleteZoneMetrics(zone string) {
-	for _, modeName := range modeNames {
-		for _, resultName := range resultNames {
-			requestsTotal.DeleteLabelValues(zone, modeName, resultName)
-		}
-		waitSeconds.DeleteLabelValues(zone, modeName)
-		inFlight.DeleteLabelValues(zone, modeName)
-	}
-	holdExpiredTotal.DeleteLabelValues(zone)
-	regenerationsTotal.DeleteLabelValues(zone)
-	duplicatesTotal.DeleteLabelValues(zone)
-	for _, reasonName := range unqueuedReasonNames {
-		unqueuedTotal.DeleteLabelValues(zone, reasonName)
-	}
 }

@@ -447,8 +447,8 @@ const statusClientClosedRequest = 499
 // rest of the route, and gives the turn to the next request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	z := h.zone
-	z.enter()
-	defer z.leave()
+	stripe := z.enter(r)
+	defer z.leave(stripe)
 
 	// One reading of the clock serves the tracker and the wait.
 	arrived := time.Now()
@@ -482,7 +482,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	if !carriesID || bypass {
-		return h.serveUnqueued(w, r, next, sreq, bypass)
+		return h.serveUnqueued(w, r, next, stripe, sreq, bypass)
 	}
 
 	mode, qmode := modeWriter, queue.Write
@@ -495,18 +495,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			mode, qmode = modeReader, queue.Read
 		}
 	}
-	return h.serveQueued(w, r, next, sreq, found.ID, mode, qmode, arrived)
+	return h.serveQueued(w, r, next, stripe, sreq, found.ID, mode, qmode, arrived)
 }
 
 // serveUnqueued passes on a request that bypasses the queue or carries no
 // session ID; the latter's response may issue it one.
-func (h *Handler) serveUnqueued(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, sreq sessionRequest, bypass bool) error {
-	z := h.zone
+func (h *Handler) serveUnqueued(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, stripe *zoneStripe, sreq sessionRequest, bypass bool) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set(placeholderMode, modeValues[modeBypass])
-	z.count(modeBypass, resultImmediate)
-	z.metrics.inFlight[modeBypass].Inc()
-	defer z.metrics.inFlight[modeBypass].Dec()
+	stripe.count(modeBypass, resultImmediate)
+	stripe.inFlight[modeBypass].Add(1)
+	defer stripe.inFlight[modeBypass].Add(-1)
 	if bypass {
 		return next.ServeHTTP(w, r)
 	}
@@ -520,11 +519,11 @@ func (h *Handler) serveUnqueued(w http.ResponseWriter, r *http.Request, next cad
 // serveQueued serves a request with the session ID id, which arrived at
 // start, in its session's turn. It is a function of its own, with few
 // returns, so that the compiler open-codes its defers.
-func (h *Handler) serveQueued(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, sreq sessionRequest, id string, mode int, qmode queue.Mode, start time.Time) error {
+func (h *Handler) serveQueued(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, stripe *zoneStripe, sreq sessionRequest, id string, mode int, qmode queue.Mode, start time.Time) error {
 	z := h.zone
 	root, pin := z.lineages.Resolve(id)
 	body := watchQueuedBody(w, r)
-	turn, key, res, err := z.acquire(body.waitContext(r), root, qmode, start, time.Duration(h.MaxWait), body.onQueued())
+	turn, key, res, err := z.acquire(body.waitContext(r), stripe, root, qmode, start, time.Duration(h.MaxWait), body.onQueued())
 	q := h.newQueuedRequest(w, sreq, mode)
 	r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Map(q.placeholder)
 	if err == nil {
@@ -545,9 +544,9 @@ func (h *Handler) serveQueued(w http.ResponseWriter, r *http.Request, next caddy
 		q.waitedMS = float64(waited) / float64(time.Millisecond)
 	}
 	err = body.finish(err)
-	z.metrics.wait[mode].Observe(waited.Seconds())
+	stripe.observeWait(mode, waited)
 	if err != nil {
-		return h.refuse(w, q, err, res, waited)
+		return h.refuse(w, stripe, q, err, res, waited)
 	}
 	q.result = resultImmediate
 	if res.Queued {
@@ -558,9 +557,9 @@ func (h *Handler) serveQueued(w http.ResponseWriter, r *http.Request, next caddy
 		}
 	}
 	q.fence = turn.leases.fence()
-	z.count(mode, q.result)
-	z.metrics.inFlight[mode].Inc()
-	defer z.metrics.inFlight[mode].Dec()
+	stripe.count(mode, int(q.result))
+	stripe.inFlight[mode].Add(1)
+	defer stripe.inFlight[mode].Add(-1)
 	if sreq.cookie != "" && !sreq.minted && h.forwarding {
 		// Requests that waited behind a regeneration, or that the same
 		// browser sent with the old ID just after it, go up with the new ID.
@@ -640,7 +639,7 @@ func headerHasToken(value, token string) bool {
 }
 
 // refuse answers a request that got no turn.
-func (h *Handler) refuse(w http.ResponseWriter, q *queuedRequest, err error, res queue.Result, waited time.Duration) error {
+func (h *Handler) refuse(w http.ResponseWriter, stripe *zoneStripe, q *queuedRequest, err error, res queue.Result, waited time.Duration) error {
 	session := &q.session
 	var status, result int
 	switch {
@@ -663,8 +662,8 @@ func (h *Handler) refuse(w http.ResponseWriter, q *queuedRequest, err error, res
 		status, result = statusClientClosedRequest, resultCanceled
 		err = fmt.Errorf("session_queue: client left after waiting %s for session %s: %w", waited.Round(time.Millisecond), session, err)
 	}
-	q.result = result
-	h.zone.count(q.mode, result)
+	q.result = int8(result)
+	stripe.count(int(q.mode), result)
 	if status != statusClientClosedRequest {
 		w.Header().Set("Retry-After", retryAfterSeconds(time.Duration(h.RetryAfter)))
 	}

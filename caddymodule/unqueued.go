@@ -68,7 +68,6 @@ func unqueuedReason(err error) int {
 func (h *Handler) unqueued(where string, err error, now time.Time) {
 	z, reason := h.zone, unqueuedReason(err)
 	total := z.unqueued.total[reason].Add(1)
-	z.metrics.unqueued[reason].Inc()
 	last := z.unqueued.lastWarned[reason].Load()
 	if last != 0 && now.Sub(time.Unix(0, last)) < unqueuedWarnEvery {
 		return

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,8 +31,7 @@ type zone struct {
 	tracker  *idgen.DuplicateTracker
 	// keying derives queue keys from session IDs, by the key_pattern in
 	// force and by those of requests still in flight from before a reload.
-	keying  keying
-	metrics zoneMetrics
+	keying keying
 	// cluster is cluster mode's coordinator, when the zone has one.
 	cluster zoneCluster
 	// clusterAtStart: the config that made the zone wants cluster mode,
@@ -41,19 +41,19 @@ type zone struct {
 	clusterAtStart bool
 	started        chan struct{}
 	startedOnce    sync.Once
-	// counts mirror requests_total for the admin API.
-	counts        [modeCount][resultCount]atomic.Uint64
+	// stripes hold the per-request counts (see zoneStripe); the rarer
+	// events are counted here.
+	stripes       [stripeCount]zoneStripe
 	holdExpired   atomic.Uint64
 	regenerations atomic.Uint64
 	duplicates    atomic.Uint64
 	unqueued      unqueuedCounts
 
-	// running counts the requests inside a handler of this zone, plus
-	// closedBit once the zone has been destructed. Caddy cleans up the
+	// closed is set once the zone has been destructed. Caddy cleans up the
 	// handlers of a stopped config while their requests may still run, so
-	// the zone's metric series are dropped only when both have happened.
-	running atomic.Int64
-	forget  sync.Once
+	// the zone's cluster series are dropped only when both have happened.
+	closed atomic.Bool
+	forget sync.Once
 
 	// owner is the App of the running config whose settings are in force;
 	// successor, that of a config started to replace it, whose settings
@@ -63,23 +63,39 @@ type zone struct {
 	successorSettings zoneSettings
 }
 
-const closedBit = 1 << 62
+// enter and leave bracket every request through a handler of the zone;
+// enter returns the stripe that leave and the request's counts use.
+func (z *zone) enter(r *http.Request) *zoneStripe {
+	s := &z.stripes[stripeIndex(r)]
+	s.running.Add(1)
+	return s
+}
 
-// enter and leave bracket every request through a handler of the zone.
-func (z *zone) enter() { z.running.Add(1) }
-
-func (z *zone) leave() {
-	if z.running.Add(-1) == closedBit {
+func (z *zone) leave(s *zoneStripe) {
+	s.running.Add(-1)
+	// Destruct sets closed before it looks at the stripes, and a request
+	// counts itself out before it looks at closed: whichever comes second
+	// sees the zone both closed and idle.
+	if z.closed.Load() && z.idle() {
 		z.forgetMetrics()
 	}
 }
 
-// forgetMetrics drops the zone's series, unless a new config has already
-// brought the zone back under the same name: the series are then its.
+// idle reports whether no request is inside a handler of the zone.
+func (z *zone) idle() bool {
+	var running int64
+	for i := range z.stripes {
+		running += z.stripes[i].running.Load()
+	}
+	return running == 0
+}
+
+// forgetMetrics drops the zone's cluster series, unless a new config has
+// already brought the zone back under the same name: the series are then
+// its. (Its other series are read off the zones in use at each scrape.)
 func (z *zone) forgetMetrics() {
 	z.forget.Do(func() {
 		if _, reused := zones.References(z.name); !reused {
-			deleteZoneMetrics(z.name)
 			deleteClusterMetrics(z.name)
 		}
 	})
@@ -92,18 +108,12 @@ func (z *zone) forgetMetrics() {
 func (z *zone) Destruct() error {
 	z.table.Close()
 	z.closeCluster()
-	running := z.running.Add(closedBit)
+	z.closed.Store(true)
 	z.startedOnce.Do(func() { close(z.started) })
-	if running == closedBit {
+	if z.idle() {
 		z.forgetMetrics()
 	}
 	return nil
-}
-
-// count records one request's outcome.
-func (z *zone) count(mode, result int) {
-	z.counts[mode][result].Add(1)
-	z.metrics.requests[mode][result].Inc()
 }
 
 // How many IDs a zone remembers: regeneration links (more while their
@@ -150,10 +160,13 @@ func (s zoneSettings) differ(other zoneSettings) string {
 // touched: a config's settings take effect only once it runs (see App).
 func acquireZone(name string, settings zoneSettings) (*zone, error) {
 	v, _, err := zones.LoadOrNew(name, func() (caddy.Destructor, error) {
-		z := &zone{name: name, table: queue.New(settings.limits), metrics: newZoneMetrics(name),
+		z := &zone{name: name, table: queue.New(settings.limits),
 			clusterAtStart: settings.cluster != nil, started: make(chan struct{})}
 		z.cluster.logger = caddy.Log().Named("http.handlers.session_queue")
 		z.cluster.metrics = newClusterMetrics(name, z.cluster.logger)
+		for i := range z.stripes {
+			z.stripes[i].index = i
+		}
 		z.keying.setPattern(settings.keyPattern)
 		var err error
 		z.lineages, err = idgen.NewLineages(maxLinkedIDs, z.busy)

@@ -1,0 +1,90 @@
+package caddymodule
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// TestStripedCountsAddUp: counts made in different stripes are reported
+// as one zone's series, the waits in the buckets Prometheus would have put
+// them in, to a registry that checks the collector's consistency.
+func TestStripedCountsAddUp(t *testing.T) {
+	h := &Handler{Zone: "striped-counts"}
+	if err := provision(t, h); err != nil {
+		t.Fatal(err)
+	}
+	z := h.zone
+	waits := []time.Duration{0, time.Millisecond, 1500 * time.Millisecond, 100 * time.Second}
+	for i, waited := range waits {
+		s := &z.stripes[i*7%stripeCount]
+		s.count(modeWriter, resultQueued)
+		s.observeWait(modeWriter, waited)
+	}
+	z.stripes[3].count(modeReader, resultImmediate)
+	z.stripes[30].count(modeReader, resultImmediate)
+	z.stripes[30].inFlight[modeBypass].Add(2)
+
+	registry := prometheus.NewPedanticRegistry()
+	if err := registerMetrics(registry); err != nil {
+		t.Fatal(err)
+	}
+	families, err := registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := func(name string, labels ...string) *dto.Metric {
+		t.Helper()
+		for _, f := range families {
+			if f.GetName() != name {
+				continue
+			}
+		metrics:
+			for _, m := range f.Metric {
+				have := map[string]string{}
+				for _, l := range m.Label {
+					have[l.GetName()] = l.GetValue()
+				}
+				for i := 0; i < len(labels); i += 2 {
+					if have[labels[i]] != labels[i+1] {
+						continue metrics
+					}
+				}
+				return m
+			}
+		}
+		t.Fatalf("no series %s %v", name, labels)
+		return nil
+	}
+	zone := []string{"zone", "striped-counts"}
+	if got := series("caddy_session_queue_requests_total", append(zone, "mode", "writer", "result", "queued")...).GetCounter().GetValue(); got != 4 {
+		t.Errorf("requests_total{writer,queued} = %v, want 4", got)
+	}
+	if got := series("caddy_session_queue_requests_total", append(zone, "mode", "reader", "result", "immediate")...).GetCounter().GetValue(); got != 2 {
+		t.Errorf("requests_total{reader,immediate} = %v, want 2", got)
+	}
+	if got := series("caddy_session_queue_in_flight", append(zone, "mode", "bypass")...).GetGauge().GetValue(); got != 2 {
+		t.Errorf("in_flight{bypass} = %v, want 2", got)
+	}
+	wait := series("caddy_session_queue_wait_seconds", append(zone, "mode", "writer")...).GetHistogram()
+	if wait.GetSampleCount() != 4 {
+		t.Errorf("wait_seconds_count = %d, want 4", wait.GetSampleCount())
+	}
+	if want := 101.501; math.Abs(wait.GetSampleSum()-want) > 1e-9 {
+		t.Errorf("wait_seconds_sum = %v, want %v", wait.GetSampleSum(), want)
+	}
+	// 0 and 1ms are at most .001 (a bucket's bound is inclusive), 1.5s at
+	// most 2.5, and 100s above every bound.
+	wantCumulative := map[float64]uint64{.001: 2, 1: 2, 2.5: 3, 60: 3}
+	for _, b := range wait.Bucket {
+		if want, ok := wantCumulative[b.GetUpperBound()]; ok && b.GetCumulativeCount() != want {
+			t.Errorf("wait_seconds_bucket{le=%v} = %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), want)
+		}
+	}
+	if len(wait.Bucket) != len(waitBuckets) {
+		t.Errorf("%d buckets, want %d", len(wait.Bucket), len(waitBuckets))
+	}
+}
