@@ -19,9 +19,15 @@ import (
 // X-Forwarded-For. The token is random, lives in a cookie of its own that
 // scripts cannot read, and over HTTPS in a __Host- cookie, which neither a
 // sibling subdomain nor a URL nor a network attacker over plain HTTP can
-// set. A browser is given one by the first response to a request carrying
-// a session cookie or setting one, so it holds it before it logs in, and
-// the requests it still sends with the old ID after a login carry it too.
+// set. A browser is given one by a response that sets its session cookie,
+// or to a request carrying a session cookie seen before (by the zone's
+// duplicate tracker), so it holds it before it logs in, and the requests it
+// still sends with the old ID after a login carry it too. A session cookie
+// seen for the first time, one that predates the proxy or that the tracker
+// has forgotten, gets its binding with the response to the next request
+// carrying it, one round trip later; only a login in that very first
+// request goes without forwarding for the requests the browser sent
+// beside it.
 const (
 	// bindingCookie is the token's cookie over plain HTTP.
 	bindingCookie = "sq_binding"

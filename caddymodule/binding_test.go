@@ -117,9 +117,9 @@ func TestRequestIsHTTPS(t *testing.T) {
 	}
 }
 
-// TestBindingCookieIssued: a browser is given a binding token by the first
-// response to a request that carries a session cookie, or that sets one,
-// and keeps the one it has.
+// TestBindingCookieIssued: a browser is given a binding token by a
+// response that sets or mints its session cookie, or to a request that
+// carries a session cookie seen before, and keeps the one it has.
 func TestBindingCookieIssued(t *testing.T) {
 	held, _ := newBindingCookie(false)
 	tests := []struct {
@@ -129,12 +129,15 @@ func TestBindingCookieIssued(t *testing.T) {
 		setCookie string // what the backend sets
 		want      string // the binding cookie's name, or "" for none
 	}{
-		{"session cookie, no binding", true, sessionRequest{cookie: "PHPSESSID", upstreamID: "s1"}, "", bindingCookie},
-		{"over https", true, sessionRequest{cookie: "PHPSESSID", upstreamID: "s1", secure: true}, "", secureBindingCookie},
-		{"binding held", true, sessionRequest{cookie: "PHPSESSID", upstreamID: "s1", binding: held}, "", ""},
+		{"session cookie seen before, no binding", true, sessionRequest{cookie: "PHPSESSID", upstreamID: "s1", knownID: true}, "", bindingCookie},
+		{"session cookie seen for the first time", true, sessionRequest{cookie: "PHPSESSID", upstreamID: "s1"}, "", ""},
+		{"over https", true, sessionRequest{cookie: "PHPSESSID", upstreamID: "s1", knownID: true, secure: true}, "", secureBindingCookie},
+		{"binding held", true, sessionRequest{cookie: "PHPSESSID", upstreamID: "s1", knownID: true, binding: held}, "", ""},
 		{"session issued", true, sessionRequest{}, "PHPSESSID=issued-id; Path=/", bindingCookie},
+		{"session regenerated", true, sessionRequest{cookie: "PHPSESSID", upstreamID: "s1"}, "PHPSESSID=new-id; Path=/", bindingCookie},
+		{"session minted", true, sessionRequest{cookie: "PHPSESSID", upstreamID: "minted-id", minted: true}, "", bindingCookie},
 		{"no session", true, sessionRequest{}, "", ""},
-		{"forwarding off", false, sessionRequest{cookie: "PHPSESSID", upstreamID: "s1"}, "", ""},
+		{"forwarding off", false, sessionRequest{cookie: "PHPSESSID", upstreamID: "s1", knownID: true}, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -172,6 +175,42 @@ func TestBindingCookieIssued(t *testing.T) {
 				t.Fatalf("binding cookie %+v", got)
 			}
 		})
+	}
+}
+
+// TestBindingCookieFromTheSecondRequest: through the handler, a session
+// ID the zone has not seen gets no binding cookie with its first response
+// (a client that keeps no cookies would get a new one with every
+// response), and the next request carrying it gets one.
+func TestBindingCookieFromTheSecondRequest(t *testing.T) {
+	h := &Handler{Zone: "binding-second-request"}
+	if err := provision(t, h); err != nil {
+		t.Fatal(err)
+	}
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	})
+	serve := func(cookie string) []string {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Cookie", cookie)
+		withReplacer(r)
+		rec := httptest.NewRecorder()
+		if err := h.ServeHTTP(rec, r, next); err != nil {
+			t.Fatal(err)
+		}
+		return rec.Header()["Set-Cookie"]
+	}
+	if got := serve("PHPSESSID=first-seen-0123456789"); len(got) != 0 {
+		t.Fatalf("first request with the ID: Set-Cookie %q, want none", got)
+	}
+	got := serve("PHPSESSID=first-seen-0123456789")
+	if len(got) != 1 || !strings.HasPrefix(got[0], bindingCookie+"=") {
+		t.Fatalf("second request with the ID: Set-Cookie %q, want a binding cookie", got)
+	}
+	token := strings.TrimPrefix(strings.SplitN(got[0], ";", 2)[0], bindingCookie+"=")
+	if got := serve("PHPSESSID=first-seen-0123456789; " + bindingCookie + "=" + token); len(got) != 0 {
+		t.Fatalf("request with its binding: Set-Cookie %q, want none", got)
 	}
 }
 

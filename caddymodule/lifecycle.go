@@ -24,7 +24,10 @@ type sessionRequest struct {
 	upstreamID string
 	// minted is true when upstreamID was made here.
 	minted bool
-	client string
+	// knownID is true when the session ID the request carried in its
+	// cookie was seen before (see DuplicateTracker.Presented).
+	knownID bool
+	client  string
 	// secure is true over HTTPS, where a minted cookie gets Secure and the
 	// binding cookie is the __Host- one.
 	secure bool
@@ -117,8 +120,12 @@ func (w *sessionWriter) err() error {
 
 // inspect applies the response's Set-Cookie for the session cookie, and
 // adds the cookies the proxy sets: the minted ID, unless the backend set
-// the cookie itself, and the binding cookie for a browser that holds a
-// session cookie, or is given one now, without a binding.
+// the cookie itself, and the binding cookie for a browser without one that
+// is given a session cookie now, or holds one seen before. A session ID
+// never seen before gets no binding with its first response: most are
+// clients that keep no cookies (crawlers, scripts, a flood of made-up
+// IDs), for which a token made and sent with every response is wasted;
+// a browser's next request brings the ID seen (see binding.go).
 func (w *sessionWriter) inspect() {
 	handled := w.followSessionCookie()
 	if w.duplicated != nil {
@@ -130,7 +137,7 @@ func (w *sessionWriter) inspect() {
 			HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: w.req.secure,
 		})
 	}
-	if w.req.cookie != "" {
+	if w.req.cookie != "" && (w.req.knownID || w.req.minted) {
 		w.binding()
 	}
 	if w.bindingField != "" {

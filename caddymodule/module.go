@@ -478,7 +478,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if carriesID && found.Kind == "cookie" {
 		sreq.cookie, sreq.upstreamID = found.Name, found.ID
 		if !sreq.minted {
-			z.tracker.Presented(found.ID, sreq.client, arrived)
+			sreq.knownID = z.tracker.Presented(found.ID, sreq.client, arrived)
 		}
 	}
 	if !carriesID || bypass {

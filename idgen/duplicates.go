@@ -166,15 +166,18 @@ func NewDuplicateTracker(capacity int, window time.Duration) (*DuplicateTracker,
 }
 
 // Presented records that client sent a request carrying id (before any
-// forwarding rewrite), at time now. Call it for every request whose ID
-// passed Validate, except one minted here.
-func (t *DuplicateTracker) Presented(id, client string, now time.Time) {
+// forwarding rewrite), at time now, and reports whether the tracker knew
+// id already: whether a request or a response carried it before, unless
+// so long ago, or so many IDs ago, that it has been forgotten. Call it for
+// every request whose ID passed Validate, except one minted here.
+func (t *DuplicateTracker) Presented(id, client string, now time.Time) (known bool) {
 	key, s := t.shard(id)
 	seen := sighting{at: now.UnixNano(), client: t.makeClientAddress(client, false)}
 	s.mu.Lock()
-	i, _ := t.entry(s, key)
+	i, known := t.entry(s, key)
 	s.record(i, seen)
 	s.mu.Unlock()
+	return known
 }
 
 // Issued records that a response set the session cookie to id for a

@@ -84,6 +84,28 @@ func TestDuplicateTrackerThirdClient(t *testing.T) {
 	}
 }
 
+// TestPresentedKnown: Presented tells an ID a request or a response
+// carried before from a new one, and one pushed out from one kept.
+func TestPresentedKnown(t *testing.T) {
+	d := newTracker(t, trackerShards) // one ID per shard
+	if d.Presented("p", "a", at(0)) {
+		t.Error("an ID never seen is known")
+	}
+	if !d.Presented("p", "b", at(time.Second)) {
+		t.Error("an ID presented before is not known")
+	}
+	d.Issued("i", "a", at(0))
+	if !d.Presented("i", "a", at(time.Second)) {
+		t.Error("an ID issued before is not known")
+	}
+	for i := range 1000 {
+		d.Presented(fmt.Sprint("other", i), "z", at(time.Second))
+	}
+	if d.Presented("p", "a", at(time.Minute)) {
+		t.Error("an ID pushed out is still known")
+	}
+}
+
 func TestDuplicateTrackerBounded(t *testing.T) {
 	d := newTracker(t, trackerShards) // one ID per shard
 	d.Issued("x", "a", at(0))
