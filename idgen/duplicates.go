@@ -238,8 +238,12 @@ func (t *DuplicateTracker) entry(s *trackerShard, key uint64) (i int, known bool
 	for {
 		if len(s.keys) > 0 {
 			first := t.set(len(s.keys)/t.ways, key) * t.ways
-			keys := s.keys[first : first+t.ways]
-			free := -1
+			keys, ats := s.keys[first:first+t.ways], s.ats[first:first+t.ways]
+			// One pass reads the set's keys and times together, so that
+			// the CPU fetches both from memory at once: under a flood of
+			// new IDs neither is in its caches, and a look through the
+			// keys first, then the times, waited for memory twice.
+			free, oldest := -1, 0
 			for i, k := range keys {
 				if k == key {
 					return first + i, true
@@ -247,19 +251,15 @@ func (t *DuplicateTracker) entry(s *trackerShard, key uint64) (i int, known bool
 				if k == 0 && free < 0 {
 					free = i
 				}
+				if ats[i] < ats[oldest] {
+					oldest = i
+				}
 			}
 			if free >= 0 {
 				keys[free] = key
 				return first + free, false
 			}
 			if len(s.keys) == t.maxSets*t.ways {
-				ats := s.ats[first : first+t.ways]
-				oldest := 0
-				for i, at := range ats {
-					if at < ats[oldest] {
-						oldest = i
-					}
-				}
 				keys[oldest] = key
 				return first + oldest, false
 			}
