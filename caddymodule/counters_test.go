@@ -1,9 +1,15 @@
 package caddymodule
 
 import (
+	"fmt"
 	"math"
+	"net/http"
+	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -86,5 +92,82 @@ func TestStripedCountsAddUp(t *testing.T) {
 	}
 	if len(wait.Bucket) != len(waitBuckets) {
 		t.Errorf("%d buckets, want %d", len(wait.Bucket), len(waitBuckets))
+	}
+}
+
+// TestStripedCountsUnderConcurrency: requests served on every CPU, over
+// many connections, while the series are scraped, are each counted once,
+// and in_flight is back to 0 when they are done.
+func TestStripedCountsUnderConcurrency(t *testing.T) {
+	h := &Handler{Zone: "striped-concurrent"}
+	if err := provision(t, h); err != nil {
+		t.Fatal(err)
+	}
+	registry := prometheus.NewPedanticRegistry()
+	if err := registerMetrics(registry); err != nil {
+		t.Fatal(err)
+	}
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	const connections, perConnection = 16, 200
+	stop := make(chan struct{})
+	scraped := make(chan error)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				close(scraped)
+				return
+			default:
+			}
+			if _, err := registry.Gather(); err != nil {
+				scraped <- err
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for c := range connections {
+		wg.Go(func() {
+			for i := range perConnection {
+				r := httptest.NewRequest(http.MethodGet, "/", nil)
+				r.RemoteAddr = fmt.Sprintf("192.0.2.1:%d", 40000+c)
+				if i%2 == 0 {
+					r.Header.Set("Cookie", fmt.Sprintf("PHPSESSID=concurrent-%d-%d", c, i))
+				}
+				withReplacer(r)
+				if err := h.ServeHTTP(httptest.NewRecorder(), r, next); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	if err := <-scraped; err != nil {
+		t.Fatal(err)
+	}
+	counts := h.zone.counts()
+	const each = connections * perConnection / 2
+	if got := counts.requests[modeWriter][resultImmediate]; got != each {
+		t.Errorf("writer immediate: %d, want %d", got, each)
+	}
+	if got := counts.requests[modeBypass][resultImmediate]; got != each {
+		t.Errorf("bypass: %d, want %d", got, each)
+	}
+	var waits uint64
+	for _, n := range counts.waits[modeWriter] {
+		waits += n
+	}
+	if waits != each {
+		t.Errorf("%d waits observed, want %d", waits, each)
+	}
+	for mode, n := range counts.inFlight {
+		if n != 0 {
+			t.Errorf("in_flight{%s} = %d after every request ended", modeNames[mode], n)
+		}
+	}
+	if counts.running != 0 || !h.zone.idle() {
+		t.Errorf("%d requests still counted as running", counts.running)
 	}
 }
