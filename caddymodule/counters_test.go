@@ -167,7 +167,7 @@ func TestStripedCountsUnderConcurrency(t *testing.T) {
 			t.Errorf("in_flight{%s} = %d after every request ended", modeNames[mode], n)
 		}
 	}
-	if counts.running != 0 || !h.zone.idle() {
-		t.Errorf("%d requests still counted as running", counts.running)
+	if !h.zone.idle() {
+		t.Error("requests still counted as running")
 	}
 }
