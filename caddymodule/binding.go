@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/sessionqueue/caddy-session-queue/idgen"
 )
 
 // A browser's binding token proves that a request carrying a regenerated
@@ -108,10 +110,7 @@ func presentedBinding(r *http.Request, secure bool) string {
 			if textproto.TrimString(pairName) != name {
 				continue
 			}
-			if len(value) > 1 && value[0] == '"' && value[len(value)-1] == '"' {
-				value = value[1 : len(value)-1]
-			}
-			if validCookieValue(value) {
+			if value, ok := idgen.CookieValue(value); ok {
 				token, found = value, found+1
 			}
 		}
@@ -120,16 +119,6 @@ func presentedBinding(r *http.Request, secure bool) string {
 		return ""
 	}
 	return token
-}
-
-// validCookieValue reports whether net/http accepts v as a cookie's value.
-func validCookieValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < 0x20 || c >= 0x7f || c == '"' || c == ';' || c == '\\' {
-			return false
-		}
-	}
-	return true
 }
 
 // headerMentions reports whether any of the field values contains s.

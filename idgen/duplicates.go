@@ -68,10 +68,10 @@ type trackerShard struct {
 	mu sync.Mutex
 	// keys, ats and clients are the shard's sets, ways entries each, an
 	// ID's hash and its sighting: key 0 is an empty entry. Apart, so that
-	// looking through a set for an ID reads its keys alone, and choosing
-	// the one to push out its keys and times: under a flood of new IDs
-	// every request does both, in a table far larger than the CPU's
-	// caches. They start small and double, up to maxSets sets, when an ID
+	// looking through a set for an ID, and choosing the one to push out,
+	// reads its keys and times alone, not the clients' 48 bytes each:
+	// under a flood of new IDs every request does both, in a table far
+	// larger than the CPU's caches. They start small and double, up to maxSets sets, when an ID
 	// finds its set full before the shard is at its size.
 	keys    []uint64
 	ats     []int64

@@ -58,12 +58,6 @@ func (s Source) ResponseCookie(h http.Header, name string, now time.Time) (actio
 	var last setCookie
 	found := false
 	for _, line := range h["Set-Cookie"] {
-		// Most responses set other cookies too; skip them before paying
-		// for a full parse.
-		lineName, _, hasValue := strings.Cut(line, "=")
-		if !hasValue || strings.TrimSpace(lineName) != name {
-			continue
-		}
 		if c, ok := parseSetCookie(line, name); ok {
 			last, found = c, true
 		}
@@ -144,10 +138,7 @@ func parseSetCookie(line, name string) (c setCookie, ok bool) {
 	if !hasValue || textproto.TrimString(cookieName) != name {
 		return setCookie{}, false
 	}
-	if len(value) > 1 && value[0] == '"' && value[len(value)-1] == '"' {
-		value = value[1 : len(value)-1]
-	}
-	if !validCookieValue(value) {
+	if value, ok = CookieValue(value); !ok {
 		return setCookie{}, false
 	}
 	c.value = value
@@ -173,6 +164,16 @@ func parseSetCookie(line, name string) (c setCookie, ok bool) {
 		}
 	}
 	return c, true
+}
+
+// CookieValue reads a cookie's raw value as net/http does, in a Cookie
+// header or a Set-Cookie field: without its surrounding double quotes, and
+// only if every byte is one net/http accepts (ok false otherwise).
+func CookieValue(raw string) (value string, ok bool) {
+	if len(raw) > 1 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		raw = raw[1 : len(raw)-1]
+	}
+	return raw, validCookieValue(raw)
 }
 
 // validCookieValue reports whether net/http accepts v, unquoted, as a
