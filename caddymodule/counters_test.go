@@ -171,3 +171,59 @@ func TestStripedCountsUnderConcurrency(t *testing.T) {
 		t.Error("requests still counted as running")
 	}
 }
+
+// TestZoneSeriesOutliveItsLastRequest: a zone whose last config stops
+// while a request still runs keeps its cluster series until that request
+// leaves, and drops them then; its other series leave /metrics with the
+// zone.
+func TestZoneSeriesOutliveItsLastRequest(t *testing.T) {
+	h := &Handler{Zone: "outlived"}
+	app, err := provisionIn(t, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := h.zone
+	registry := prometheus.NewPedanticRegistry()
+	if err := registerMetrics(registry); err != nil {
+		t.Fatal(err)
+	}
+	series := func(name string) int {
+		t.Helper()
+		families, err := registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, f := range families {
+			if f.GetName() != name {
+				continue
+			}
+			for _, m := range f.Metric {
+				for _, l := range m.Label {
+					if l.GetName() == "zone" && l.GetValue() == "outlived" {
+						n++
+					}
+				}
+			}
+		}
+		return n
+	}
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	stripe := z.enter(r)
+	if err := app.Cleanup(); err != nil { // the zone's last config stops
+		t.Fatal(err)
+	}
+	if !z.closed.Load() {
+		t.Fatal("the zone was not destructed")
+	}
+	if n := series("caddy_session_queue_cluster_degraded"); n != 1 {
+		t.Fatalf("%d cluster_degraded series while a request runs, want 1", n)
+	}
+	if n := series("caddy_session_queue_requests_total"); n != 0 {
+		t.Errorf("%d requests_total series of a zone no config uses, want 0", n)
+	}
+	z.leave(stripe)
+	if n := series("caddy_session_queue_cluster_degraded"); n != 0 {
+		t.Errorf("%d cluster_degraded series after the last request left, want 0", n)
+	}
+}

@@ -332,11 +332,7 @@ func testRestartHolderReclaimsFirst(t *testing.T, ttl time.Duration) {
 			return
 		}
 	}()
-	waitFor(t, func() bool {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		return a.entries["sess"].fence != la.Fence()
-	})
+	waitFor(t, func() bool { return reclaimed(a, "sess", la) })
 	select {
 	case <-got:
 		t.Fatal("b got a lease a still holds")
@@ -387,9 +383,7 @@ func TestReclaimGivesNoLeaveToTakeOthersLeases(t *testing.T) {
 	// killed Redis; its resubscription renews too).
 	waitFor(t, func() bool {
 		b.renew()
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		return b.entries["x"].fence != lx.Fence()
+		return reclaimed(b, "x", lx)
 	})
 	acquires := b.obs.acquires.Load()
 	got := holdAsync(b, "y")
@@ -410,11 +404,7 @@ func TestReclaimGivesNoLeaveToTakeOthersLeases(t *testing.T) {
 		}
 	}
 	gate.closed.Store(false) // a's probe renews and reclaims within the grace
-	waitFor(t, func() bool {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		return a.entries["y"].fence != ly.Fence()
-	})
+	waitFor(t, func() bool { return reclaimed(a, "y", ly) })
 	select {
 	case <-got:
 		t.Fatal("b got a lease a holds")
@@ -613,6 +603,14 @@ func queuedTickets(t testing.TB, r *redisServer) int64 {
 		}
 	}
 	return n
+}
+
+// reclaimed reports whether n holds key's lease under another fence than
+// old's: it has reclaimed the lease after Redis lost it.
+func reclaimed(n *node, key string, old *Lease) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.entries[key].fence != old.Fence()
 }
 
 func waitFor(t testing.TB, cond func() bool) {
