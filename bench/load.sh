@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # make bench-load: plain reverse_proxy (:9181) vs session_queue (:9182) in
-# one Caddy, alternating rounds, for each session mix. Prints one line per
-# mix: req/s ratio (median; quartiles and min-max over rounds), p50/p99
-# latencies, Caddy's CPU time per request (user + system, from /proc), and
-# for the hot session the handoff (release -> next request at the backend).
-# VERBOSE=1 prints every round on stderr. A round's ratio moves by +-10% on
-# a shared 2-core machine, as the none mix shows (its handler work is
-# under 1% of a request's): for a median within about 1%, ROUNDS=41.
+# one Caddy, in turn with a control (:9184, plain reverse_proxy again), for
+# each session mix. Prints one line per mix: req/s ratio of session_queue to
+# plain (median; quartiles and min-max over rounds), the control's ratio to
+# plain (what the same work measures on this machine: any distance of its
+# median from 1 is the method's own error), p50/p99 latencies, Caddy's CPU
+# time per request (user + system, from /proc), and for the hot session the
+# handoff (release -> next request at the backend). VERBOSE=1 prints every
+# round on stderr. A round's ratio moves by +-10% on a shared 2-core
+# machine: for a median within about 1.5%, ROUNDS=41.
 set -euo pipefail
 ROUNDS=${ROUNDS:-9} DURATION=${DURATION:-3s} CONNS=${CONNS:-32} THREADS=${THREADS:-2}
 MIXES=${MIXES:-"unique many none hot"}
@@ -29,24 +31,28 @@ run() { # port mode -> "rps p50_us p99_us cpu_us_per_request"
 	     END {printf "%d %.0f %.0f %.1f\n", rps, p50, p99, ticks * 1e6 / hz / n}' <<<"$out"
 }
 echo "# $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); wrk -t$THREADS -c$CONNS, $ROUNDS rounds of $DURATION"
-printf "%-7s %10s %10s %32s %14s %14s %18s %s\n" mix plain_rps queue_rps "ratio med (q1-q3, min-max)" "p50 us pl/q" "p99 us pl/q" "Caddy CPU us/req" "handoff p50/p99 us"
+printf "%-7s %10s %10s %32s %22s %14s %14s %18s %s\n" mix plain_rps queue_rps "ratio med (q1-q3, min-max)" "control med (q1-q3)" "p50 us pl/q" "p99 us pl/q" "Caddy CPU us/req" "handoff p50/p99 us"
+SIDES=(plain queue control)
 for mix in $MIXES; do
-	ratios=() ; pr=() ; qr=(); p50p=(); p50q=(); p99p=(); p99q=(); h50=(); h99=(); cpup=(); cpuq=()
+	ratios=() ; controls=() ; pr=() ; qr=(); p50p=(); p50q=(); p99p=(); p99q=(); h50=(); h99=(); cpup=(); cpuq=()
 	for round in $(seq "$ROUNDS"); do
-		# Alternate which side goes first, so drift hits both alike.
-		if (( round % 2 )); then
-			a=$(run 9181 "$mix"); curl -fs 127.0.0.1:9190/__gaps >/dev/null
-			b=$(run 9182 "$mix"); read -r g50 g99 _ < <(curl -fs 127.0.0.1:9190/__gaps)
-		else
-			curl -fs 127.0.0.1:9190/__gaps >/dev/null
-			b=$(run 9182 "$mix"); read -r g50 g99 _ < <(curl -fs 127.0.0.1:9190/__gaps)
-			a=$(run 9181 "$mix")
-		fi
+		# Each round runs the sides in turn, each first in as many rounds
+		# as the others, so that drift hits them alike.
+		for i in 0 1 2; do
+			case ${SIDES[$(( (round + i) % 3 ))]} in
+			plain) a=$(run 9181 "$mix") ;;
+			queue)
+				curl -fs 127.0.0.1:9190/__gaps >/dev/null
+				b=$(run 9182 "$mix"); read -r g50 g99 _ < <(curl -fs 127.0.0.1:9190/__gaps) ;;
+			control) c=$(run 9184 "$mix") ;;
+			esac
+		done
 		h50+=("$g50"); h99+=("$g99")
-		read -r ar a50 a99 acpu <<<"$a"; read -r br b50 b99 bcpu <<<"$b"
+		read -r ar a50 a99 acpu <<<"$a"; read -r br b50 b99 bcpu <<<"$b"; read -r cr _ <<<"$c"
 		pr+=("$ar"); qr+=("$br"); p50p+=("$a50"); p50q+=("$b50"); p99p+=("$a99"); p99q+=("$b99"); cpup+=("$acpu"); cpuq+=("$bcpu")
 		ratios+=("$(awk -v a="$ar" -v b="$br" 'BEGIN{printf "%.3f", b/a}')")
-		[ -n "${VERBOSE:-}" ] && echo "# $mix round $round: plain $ar req/s ${acpu} us/req, queue $br req/s ${bcpu} us/req, ratio ${ratios[-1]}" >&2
+		controls+=("$(awk -v a="$ar" -v c="$cr" 'BEGIN{printf "%.3f", c/a}')")
+		[ -n "${VERBOSE:-}" ] && echo "# $mix round $round: plain $ar req/s ${acpu} us/req, queue $br req/s ${bcpu} us/req, ratio ${ratios[-1]}, control $cr req/s, ratio ${controls[-1]}" >&2
 	done
 	med() { printf "%s\n" "$@" | sort -g | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
 	mn() { printf "%s\n" "$@" | sort -g | head -1; }
@@ -55,8 +61,9 @@ for mix in $MIXES; do
 	qt() { local q=$1; shift; printf "%s\n" "$@" | sort -g | awk -v q="$q" '{v[NR]=$1} END{i=int(NR*q/4+0.5); if(i<1)i=1; print v[i]}'; }
 	handoff=-
 	[ "$mix" = hot ] && handoff="$(med "${h50[@]}")/$(med "${h99[@]}")"
-	printf "%-7s %10s %10s %8s (%s-%s, %s-%s) %6s/%-6s %6s/%-6s %8s/%-9s %s\n" "$mix" "$(med "${pr[@]}")" "$(med "${qr[@]}")" \
+	printf "%-7s %10s %10s %8s (%s-%s, %s-%s) %8s (%s-%s) %6s/%-6s %6s/%-6s %8s/%-9s %s\n" "$mix" "$(med "${pr[@]}")" "$(med "${qr[@]}")" \
 		"$(med "${ratios[@]}")" "$(qt 1 "${ratios[@]}")" "$(qt 3 "${ratios[@]}")" "$(mn "${ratios[@]}")" "$(mx "${ratios[@]}")" \
+		"$(med "${controls[@]}")" "$(qt 1 "${controls[@]}")" "$(qt 3 "${controls[@]}")" \
 		"$(med "${p50p[@]}")" "$(med "${p50q[@]}")" "$(med "${p99p[@]}")" "$(med "${p99q[@]}")" \
 		"$(med "${cpup[@]}")" "$(med "${cpuq[@]}")" "$handoff"
 done
