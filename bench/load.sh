@@ -8,7 +8,8 @@
 # time per request (user + system, from /proc), and for the hot session the
 # handoff (release -> next request at the backend). VERBOSE=1 prints every
 # round on stderr. A round's ratio moves by +-10% on a shared 2-core
-# machine: for a median within about 1.5%, ROUNDS=41.
+# machine: for a median within about 1.5%, ROUNDS=42 (a multiple of 3, as
+# the default, gives each side the first place equally often).
 set -euo pipefail
 ROUNDS=${ROUNDS:-9} DURATION=${DURATION:-3s} CONNS=${CONNS:-32} THREADS=${THREADS:-2}
 MIXES=${MIXES:-"unique many none hot"}
@@ -33,11 +34,12 @@ run() { # port mode -> "rps p50_us p99_us cpu_us_per_request"
 echo "# $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); wrk -t$THREADS -c$CONNS, $ROUNDS rounds of $DURATION"
 printf "%-7s %10s %10s %32s %22s %14s %14s %18s %s\n" mix plain_rps queue_rps "ratio med (q1-q3, min-max)" "control med (q1-q3)" "p50 us pl/q" "p99 us pl/q" "Caddy CPU us/req" "handoff p50/p99 us"
 SIDES=(plain queue control)
+ratio() { awk -v x="$1" -v y="$2" 'BEGIN{printf "%.3f", x/y}'; } # x/y
 for mix in $MIXES; do
 	ratios=() ; controls=() ; pr=() ; qr=(); p50p=(); p50q=(); p99p=(); p99q=(); h50=(); h99=(); cpup=(); cpuq=()
 	for round in $(seq "$ROUNDS"); do
-		# Each round runs the sides in turn, each first in as many rounds
-		# as the others, so that drift hits them alike.
+		# Each round runs the three sides in turn, each round's order
+		# rotated by one, so that drift hits them alike.
 		for i in 0 1 2; do
 			case ${SIDES[$(( (round + i) % 3 ))]} in
 			plain) a=$(run 9181 "$mix") ;;
@@ -50,8 +52,7 @@ for mix in $MIXES; do
 		h50+=("$g50"); h99+=("$g99")
 		read -r ar a50 a99 acpu <<<"$a"; read -r br b50 b99 bcpu <<<"$b"; read -r cr _ <<<"$c"
 		pr+=("$ar"); qr+=("$br"); p50p+=("$a50"); p50q+=("$b50"); p99p+=("$a99"); p99q+=("$b99"); cpup+=("$acpu"); cpuq+=("$bcpu")
-		ratios+=("$(awk -v a="$ar" -v b="$br" 'BEGIN{printf "%.3f", b/a}')")
-		controls+=("$(awk -v a="$ar" -v c="$cr" 'BEGIN{printf "%.3f", c/a}')")
+		ratios+=("$(ratio "$br" "$ar")"); controls+=("$(ratio "$cr" "$ar")")
 		[ -n "${VERBOSE:-}" ] && echo "# $mix round $round: plain $ar req/s ${acpu} us/req, queue $br req/s ${bcpu} us/req, ratio ${ratios[-1]}, control $cr req/s, ratio ${controls[-1]}" >&2
 	done
 	med() { printf "%s\n" "$@" | sort -g | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
